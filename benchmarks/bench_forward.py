@@ -1,0 +1,219 @@
+"""Benchmark of the lensing forward model against lenstronomy's ImageModel.
+
+Configuration (issue 2): a 100x100 image (0.05"/px), supersampling 2, a 21x21 pixel PSF,
+EPL + external shear + Sersic lens light + a 64x64 pixelated source. Times
+
+* one jitted forward model (float32 and float64),
+* one jitted ``value_and_grad`` of chi^2 with respect to all lens, light and source parameters
+  including the 64x64 source pixels (float32 and float64),
+* lenstronomy's ``ImageModel.image`` on the same configuration (source: ``INTERPOL``),
+
+each as the median of many repeats after warm-up, with ``block_until_ready``. Prints a table and
+writes ``benchmarks/results/bench_forward.json``.
+
+Usage::
+
+    python benchmarks/bench_forward.py [--repeats 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import jax
+
+jax.config.update("jax_enable_x64", True)
+
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+from vaelens.lensing import (  # noqa: E402
+    EPL,
+    ExternalShear,
+    PixelatedSource,
+    PixelGrid,
+    Sersic,
+    forward_model,
+    gaussian_psf,
+)
+
+NPIX, PIXEL_SCALE, SUPERSAMPLING, PSF_SIZE, SRC_N = 100, 0.05, 2, 21, 64
+RESULTS = Path(__file__).resolve().parent / "results" / "bench_forward.json"
+
+
+def make_source_image(n: int = SRC_N) -> np.ndarray:
+    """A smooth, clumpy 64x64 test galaxy (numpy, deterministic)."""
+    rng = np.random.default_rng(0)
+    u = np.arange(n) - (n - 1) / 2
+    xx, yy = np.meshgrid(u, u)
+    img = np.exp(-0.5 * (xx**2 + (yy / 0.7) ** 2) / 8.0**2)
+    for _ in range(5):
+        cx, cy = rng.normal(0, 8, 2)
+        img += 0.3 * np.exp(-0.5 * ((xx - cx) ** 2 + (yy - cy) ** 2) / 2.5**2)
+    return img / img.sum()
+
+
+def make_params(dtype):
+    f = lambda v: jnp.asarray(v, dtype=dtype)  # noqa: E731
+    mass = (
+        EPL(f(1.2), f(2.1), f(0.1), f(-0.05), f(0.02), f(-0.01)),
+        ExternalShear(f(0.03), f(-0.02)),
+    )
+    lens_light = (Sersic(f(5.0), f(0.9), f(3.5), f(0.05), f(-0.1), f(0.02), f(-0.01)),)
+    source = (
+        PixelatedSource(
+            jnp.asarray(make_source_image(), dtype=dtype),
+            center_x=f(0.05),
+            center_y=f(0.1),
+            size=f(1.92),
+            angle=f(0.3),
+            amp=f(2000.0),
+        ),
+    )
+    return mass, lens_light, source
+
+
+def timeit(fn, repeats: int, warmup: int = 3) -> dict:
+    for _ in range(warmup):
+        jax.block_until_ready(fn())
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        jax.block_until_ready(fn())
+        times.append(time.perf_counter() - t0)
+    t = np.asarray(times) * 1e3
+    return {
+        "median_ms": float(np.median(t)),
+        "p10_ms": float(np.percentile(t, 10)),
+        "p90_ms": float(np.percentile(t, 90)),
+        "repeats": repeats,
+    }
+
+
+def bench_jax(dtype, repeats: int) -> dict:
+    grid = PixelGrid((NPIX, NPIX), PIXEL_SCALE)
+    psf = gaussian_psf(0.1, PIXEL_SCALE, PSF_SIZE).astype(dtype)
+    params = make_params(dtype)
+
+    def model(p):
+        mass, light, src = p
+        return forward_model(grid, mass, light, src, psf=psf, supersampling=SUPERSAMPLING)
+
+    data = model(params) + 0.05 * jax.random.normal(jax.random.key(0), (NPIX, NPIX), dtype)
+    sigma2 = jnp.full_like(data, 0.05**2)
+
+    def chi2(p):
+        return jnp.sum((model(p) - data) ** 2 / sigma2)
+
+    fwd = jax.jit(model)
+    vag = jax.jit(jax.value_and_grad(chi2))
+    out = {
+        "forward": timeit(lambda: fwd(params), repeats),
+        "value_and_grad_chi2": timeit(lambda: vag(params), repeats),
+    }
+    return out
+
+
+def bench_lenstronomy(repeats: int) -> dict | None:
+    try:
+        from lenstronomy.Data.imaging_data import ImageData
+        from lenstronomy.Data.psf import PSF
+        from lenstronomy.ImSim.image_model import ImageModel
+        from lenstronomy.LensModel.lens_model import LensModel
+        from lenstronomy.LightModel.light_model import LightModel
+    except ImportError:  # pragma: no cover
+        return None
+    grid = PixelGrid((NPIX, NPIX), PIXEL_SCALE)
+    data = ImageData(
+        image_data=np.zeros((NPIX, NPIX)),
+        ra_at_xy_0=grid.ra_at_xy_0,
+        dec_at_xy_0=grid.dec_at_xy_0,
+        transform_pix2angle=grid.transform,
+    )
+    psf = PSF(psf_type="PIXEL", kernel_point_source=np.asarray(gaussian_psf(0.1, PIXEL_SCALE, 21)))
+    image_model = ImageModel(
+        data,
+        psf,
+        lens_model_class=LensModel(["EPL", "SHEAR"]),
+        source_model_class=LightModel(["INTERPOL"]),
+        lens_light_model_class=LightModel(["SERSIC_ELLIPSE"]),
+        kwargs_numerics={"supersampling_factor": SUPERSAMPLING},
+    )
+    kw_lens = [
+        dict(theta_E=1.2, gamma=2.1, e1=0.1, e2=-0.05, center_x=0.02, center_y=-0.01),
+        dict(gamma1=0.03, gamma2=-0.02),
+    ]
+    kw_src = [
+        dict(
+            image=make_source_image(),
+            amp=2000.0,
+            center_x=0.05,
+            center_y=0.1,
+            phi_G=0.3,
+            scale=1.92 / SRC_N,
+        )
+    ]
+    kw_ll = [
+        dict(amp=5.0, R_sersic=0.9, n_sersic=3.5, e1=0.05, e2=-0.1, center_x=0.02, center_y=-0.01)
+    ]
+    return {
+        "forward": timeit(
+            lambda: image_model.image(kw_lens, kw_src, kw_ll), max(repeats // 10, 10), warmup=1
+        )
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=200)
+    args = parser.parse_args()
+
+    results = {
+        "config": {
+            "npix": NPIX,
+            "pixel_scale": PIXEL_SCALE,
+            "supersampling": SUPERSAMPLING,
+            "psf_size": PSF_SIZE,
+            "source_npix": SRC_N,
+            "profiles": "EPL + SHEAR + SERSIC_ELLIPSE lens light + 64x64 pixelated",
+        },
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.processor(),
+            "cpu_count": os.cpu_count(),
+            "jax": jax.__version__,
+            "backend": jax.default_backend(),
+        },
+        "vaelens_float32": bench_jax(jnp.float32, args.repeats),
+        "vaelens_float64": bench_jax(jnp.float64, args.repeats),
+        "lenstronomy": bench_lenstronomy(args.repeats),
+    }
+    lt = results["lenstronomy"]["forward"]["median_ms"] if results["lenstronomy"] else None
+    rows = [("lenstronomy ImageModel.image", lt)]
+    for prec in ("float32", "float64"):
+        r = results[f"vaelens_{prec}"]
+        rows.append((f"vaelens forward ({prec})", r["forward"]["median_ms"]))
+        rows.append(
+            (f"vaelens value_and_grad chi2 ({prec})", r["value_and_grad_chi2"]["median_ms"])
+        )
+    if lt:
+        for prec in ("float32", "float64"):
+            r = results[f"vaelens_{prec}"]
+            r["speedup_forward_vs_lenstronomy"] = lt / r["forward"]["median_ms"]
+    lines = [f"{'case':<40s} {'median [ms]':>12s} {'vs lenstronomy':>15s}", "-" * 69]
+    for name, ms in rows:
+        speed = f"{lt / ms:14.1f}x" if (lt and ms) else ""
+        lines.append(f"{name:<40s} {ms:12.3f} {speed:>15s}")
+    print("\n".join(lines))  # the benchmark's table is its output
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(results, indent=2))
+    print(f"wrote {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,305 @@
+"""The ``vaelens`` command line.
+
+::
+
+    vaelens info
+    vaelens simulate --out mock/ --seed 1
+    vaelens fit mock/image.fits --psf mock/psf.fits --method map --out fit_map/
+    vaelens fit mock/image.fits --psf mock/psf.fits --method nuts --chains 2 --out fit_nuts/
+    vaelens compare fit_map/ fit_nuts/
+    vaelens fit-galaxy stamps.fits --out gal/
+    vaelens demo --out demo/
+    vaelens train --help
+
+Every subcommand is a module ``vaelens.commands.<name>`` with ``run(args) -> int`` (imported
+lazily, so ``vaelens --help`` is instant); :func:`main` parses ``argv``,
+dispatches and turns the expected failures (missing or malformed input, an existing output
+folder, bad numbers) into one line on stderr and exit status 2, without a traceback. Set
+``VAELENS_DEBUG=1`` (or pass ``--debug``) to see the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import warnings
+from collections.abc import Sequence
+
+__all__ = ["CLIError", "main", "build_parser"]
+
+log = logging.getLogger("vaelens")
+
+EXIT_USAGE = 2
+
+
+class CLIError(Exception):
+    """An error in the user's input: printed as one line, exit status 2."""
+
+
+# --------------------------------------------------------------------------- argument types
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not (value > 0 and value < float("inf")):
+        raise argparse.ArgumentTypeError(f"must be a positive finite number, got {text!r}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return value
+
+
+def _nonneg_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text!r}")
+    return value
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse parser whose errors are one line on stderr and exit status 2."""
+
+    def error(self, message: str):  # noqa: D401 - argparse API
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+# --------------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    """The argparse parser of the ``vaelens`` command (all subcommands)."""
+    from vaelens import __version__
+
+    parser = _Parser(
+        prog="vaelens",
+        description="Strong-lens modelling with a pretrained VAE as the source-galaxy model.",
+    )
+    parser.add_argument("--version", action="version", version=f"vaelens {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars or logs")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    p = sub.add_parser("info", help="versions, pretrained model card, JAX devices")
+    p.set_defaults(func="info")
+
+    p = sub.add_parser("simulate", help="simulate a mock HST-like lens (FITS + truth.json)")
+    p.add_argument("--out", required=True, help="output folder (must not exist)")
+    p.add_argument("--seed", type=_nonneg_int, default=0, help="random seed (default 0)")
+    p.add_argument(
+        "--source",
+        choices=["vae", "sersic", "catalog"],
+        default="vae",
+        help="source model: a decoded VAE galaxy (default), an elliptical Sersic, or "
+        "a real galaxy stamp from --catalog",
+    )
+    p.add_argument("--catalog", help="GalSim RealGalaxyCatalog FITS file (for --source catalog)")
+    p.add_argument(
+        "--galaxy-index",
+        type=_nonneg_int,
+        default=None,
+        help="catalogue row used with --source catalog (default: drawn from --seed)",
+    )
+    p.add_argument("--size", type=_positive_int, default=100, help="image side in pixels (100)")
+    p.add_argument(
+        "--pixel-scale", type=_positive_float, default=0.05, help="arcsec per pixel (0.05)"
+    )
+    p.add_argument(
+        "--bkg-rms", type=_positive_float, default=0.01, help="background noise rms in e-/s (0.01)"
+    )
+    p.add_argument(
+        "--exposure-time", type=_positive_float, default=2000.0, help="exposure time in s (2000)"
+    )
+    p.add_argument(
+        "--psf-fwhm", type=_positive_float, default=0.1, help="Gaussian PSF FWHM in arcsec (0.1)"
+    )
+    p.add_argument(
+        "--no-lens-light", dest="lens_light", action="store_false", help="no Sersic lens light"
+    )
+    p.add_argument("--force", action="store_true", help="replace an existing output folder")
+    p.set_defaults(func="simulate")
+
+    p = sub.add_parser("fit", help="fit a lens image (MAP, SVI, NUTS or HMC)")
+    _add_fit_arguments(p)
+    p.set_defaults(func="fit")
+
+    p = sub.add_parser("fit-galaxy", help="fit galaxy stamps with the VAE decoder")
+    p.add_argument("input", help="a stamp FITS image or a GalSim RealGalaxyCatalog FITS file")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--hdu", type=_nonneg_int, default=0, help="image HDU of a stamp file (0)")
+    p.add_argument(
+        "--noise-variance",
+        type=_positive_float,
+        default=None,
+        help="pixel noise variance of a single stamp (default: header NOISEVAR or a "
+        "robust estimate from the stamp's edges)",
+    )
+    p.add_argument(
+        "--pixel-scale",
+        type=_positive_float,
+        default=None,
+        help="arcsec per pixel (default: header PIXSCALE, or 0.03)",
+    )
+    p.add_argument(
+        "--max-galaxies",
+        type=_positive_int,
+        default=None,
+        help="fit at most this many catalogue galaxies",
+    )
+    p.add_argument("--steps", type=_positive_int, default=300, help="optimiser steps (300)")
+    p.add_argument("--seed", type=_nonneg_int, default=0)
+    p.add_argument("--force", action="store_true", help="replace an existing output folder")
+    p.set_defaults(func="fit_galaxy")
+
+    p = sub.add_parser("compare", help="compare a MAP fit folder with a NUTS fit folder")
+    p.add_argument("map_dir", help="output folder of 'vaelens fit --method map'")
+    p.add_argument("nuts_dir", help="output folder of 'vaelens fit --method nuts' (or svi, hmc)")
+    p.add_argument(
+        "--out", default=None, help="write comparison.png / comparison.csv here (default: NUTS_DIR)"
+    )
+    p.add_argument("--truth", default=None, help="truth.json of a simulated lens")
+    p.set_defaults(func="compare")
+
+    p = sub.add_parser("demo", help="simulate a mock lens and fit it by MAP (about a minute)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--seed", type=_nonneg_int, default=0)
+    p.add_argument("--force", action="store_true", help="replace an existing output folder")
+    p.set_defaults(func="demo")
+
+    p = sub.add_parser("train", help="train the VAE (python -m vaelens.vae.train)", add_help=False)
+    p.add_argument("train_args", nargs=argparse.REMAINDER)
+    p.set_defaults(func="train")
+    return parser
+
+
+def _add_fit_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("image", help="FITS image of the lens (HDU 0 unless --hdu)")
+    p.add_argument("--psf", required=True, help="FITS PSF kernel at the image pixel scale")
+    p.add_argument("--hdu", default=0, help="HDU of the image: index or name (default 0)")
+    noise = p.add_argument_group("noise (default: header BKG_RMS, EXPTIME and EXPMAP extension)")
+    noise.add_argument("--noise-map", help="FITS image of the per-pixel noise sigma")
+    noise.add_argument("--bkg-rms", type=_positive_float, help="background rms (image units)")
+    noise.add_argument("--exposure-time", type=_positive_float, help="exposure time (s)")
+    p.add_argument(
+        "--pixel-scale",
+        type=_positive_float,
+        help="arcsec per pixel (default: header PIXSCALE or CD matrix)",
+    )
+    mask = p.add_mutually_exclusive_group()
+    mask.add_argument("--mask", help="FITS mask image (non-zero = pixel used)")
+    mask.add_argument(
+        "--mask-radius",
+        type=_positive_float,
+        help="use pixels within this radius (arcsec) of the image centre",
+    )
+    p.add_argument(
+        "--lens-light",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="fit a Sersic lens light (default: yes)",
+    )
+    p.add_argument(
+        "--source", choices=["vae", "sersic"], default="vae", help="source model (default vae)"
+    )
+    p.add_argument("--method", choices=["map", "svi", "nuts", "hmc"], required=True)
+    p.add_argument("--starts", type=_positive_int, default=8, help="MAP multi-start count (8)")
+    p.add_argument("--chains", type=_positive_int, default=2, help="MCMC chains (2)")
+    p.add_argument("--warmup", type=_positive_int, default=300, help="MCMC warm-up steps (300)")
+    p.add_argument(
+        "--samples",
+        type=_positive_int,
+        default=300,
+        help="MCMC draws per chain, SVI/Laplace posterior draws per chain (300)",
+    )
+    p.add_argument("--svi-steps", type=_positive_int, default=2000, help="SVI steps (2000)")
+    p.add_argument(
+        "--supersampling",
+        type=_positive_int,
+        default=2,
+        help="supersampling factor of the ray tracing (2)",
+    )
+    p.add_argument("--seed", type=_nonneg_int, default=0, help="random seed (0)")
+    p.add_argument("--truth", help="truth.json of a simulated lens (drawn on the plots)")
+    p.add_argument("--out", required=True, help="output folder (must not exist unless --force)")
+    p.add_argument("--force", action="store_true", help="replace an existing output folder")
+
+
+# --------------------------------------------------------------------------- commands
+def _dispatch(args: argparse.Namespace) -> int:
+    import importlib
+
+    module = importlib.import_module(f"vaelens.commands.{args.func}")
+    return int(module.run(args) or 0)
+
+
+# --------------------------------------------------------------------------- entry point
+def _expected_errors() -> tuple[type[BaseException], ...]:
+    from vaelens.io_results import OutputExistsError
+
+    return (
+        CLIError,
+        OutputExistsError,
+        FileNotFoundError,
+        NotADirectoryError,
+        IsADirectoryError,
+        PermissionError,
+        ValueError,
+        OSError,
+        KeyError,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``vaelens`` command with ``argv`` (default ``sys.argv[1:]``); return the status.
+
+    Expected failures print ``vaelens: error: <message>`` on stderr and return 2; Ctrl-C
+    returns 130. Nothing is written to the output folder of a failed run.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    if argv and argv[0] == "train":
+        args = argparse.Namespace(
+            func="train", train_args=argv[1:], debug=False, quiet=False, command="train"
+        )
+    else:
+        args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    debug = args.debug or os.environ.get("VAELENS_DEBUG", "") not in ("", "0")
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("vaelens").setLevel(logging.WARNING if args.quiet else logging.INFO)
+    if args.quiet:
+        os.environ["TQDM_DISABLE"] = "1"
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=FutureWarning, module="arviz")
+        try:
+            return _dispatch(args)
+        except KeyboardInterrupt:
+            sys.stderr.write("vaelens: interrupted; no output folder was written\n")
+            return 130
+        except _expected_errors() as err:
+            if debug:
+                raise
+            sys.stderr.write(f"vaelens {args.command}: error: {_one_line(err)}\n")
+            return EXIT_USAGE
+
+
+def _one_line(err: BaseException) -> str:
+    text = str(err) if not isinstance(err, KeyError) else f"missing key {err}"
+    text = " ".join(text.split())
+    return text or type(err).__name__
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

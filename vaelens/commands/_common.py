@@ -1,0 +1,148 @@
+"""Helpers shared by the subcommands: decoder choice, FITS checks, stage timing, tables."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger("vaelens")
+
+
+def cli_error(message: str) -> Exception:
+    """A :class:`vaelens.cli.CLIError` (imported lazily to avoid an import cycle)."""
+    from vaelens.cli import CLIError
+
+    return CLIError(message)
+
+
+def require_file(path: str | os.PathLike | None, what: str) -> Path | None:
+    """``Path(path)`` after checking that it is an existing file (None passes through)."""
+    if path is None:
+        return None
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise cli_error(f"{what} {p} not found")
+    if not p.is_file():
+        raise cli_error(f"{what} {p} is not a file")
+    return p
+
+
+def read_fits_image(path: Path, what: str, hdu: int | str = 0) -> tuple[np.ndarray, Any]:
+    """``(data, header)`` of one image HDU, with clear errors for non-FITS files and bad HDUs."""
+    from astropy.io import fits
+
+    try:
+        with fits.open(path) as hdul:
+            try:
+                h = hdul[hdu]
+            except (IndexError, KeyError):
+                names = [f"{i}:{x.name}" for i, x in enumerate(hdul)]
+                raise cli_error(
+                    f"{what} {path} has no HDU {hdu!r} (HDUs: {', '.join(names)})"
+                ) from None
+            if h.data is None or np.ndim(h.data) != 2:
+                raise cli_error(
+                    f"{what} {path}: HDU {hdu!r} holds no 2-d image "
+                    f"(shape {None if h.data is None else np.shape(h.data)})"
+                )
+            return np.array(h.data, dtype=np.float64), h.header.copy()
+    except OSError as err:
+        raise cli_error(f"{what} {path} is not a readable FITS file ({err})") from None
+
+
+def parse_hdu(text: str | int) -> int | str:
+    """An HDU given on the command line: an index (``"1"``) or an extension name."""
+    if isinstance(text, int):
+        return text
+    return int(text) if str(text).isdigit() else str(text)
+
+
+def header_pixel_scale(header: Any) -> float | None:
+    """Pixel scale in arcsec from ``PIXSCALE`` or the CD matrix (None if neither is there)."""
+    if "PIXSCALE" in header:
+        return float(header["PIXSCALE"])
+    if "CD1_1" in header and "CD2_2" in header:
+        cd = np.array(
+            [
+                [header["CD1_1"], header.get("CD1_2", 0.0)],
+                [header.get("CD2_1", 0.0), header["CD2_2"]],
+            ]
+        )
+        return float(np.sqrt(abs(np.linalg.det(cd))) * 3600.0)
+    if "CDELT1" in header:
+        return float(abs(header["CDELT1"]) * 3600.0)
+    return None
+
+
+def make_decoder(source: str = "vae"):
+    """The pretrained VAE decoder, or (with a warning) the random-weight one of the same shape.
+
+    Returns
+    -------
+    (decoder, description)
+        ``decoder(z) -> (64, 64)`` and a short description recorded in the outputs.
+    """
+    if source != "vae":
+        return None, "none"
+    try:
+        from vaelens.vae import load_pretrained
+
+        vae = load_pretrained()
+        return vae.decoder_function(), "pretrained"
+    except (ImportError, FileNotFoundError, OSError, RuntimeError, ValueError) as err:
+        from flax import nnx
+
+        from vaelens.vae import VAE, VAEConfig
+
+        warnings.warn(
+            f"pretrained VAE weights unavailable ({err}); using a RANDOM-WEIGHT decoder",
+            UserWarning,
+            stacklevel=2,
+        )
+        vae = VAE(VAEConfig.default(), rngs=nnx.Rngs(0))
+        return vae.decoder_function(), "random-weights"
+
+
+class StageTimer:
+    """Wall-clock time of named stages, ``with timer("map"): ...``; ``timer.times`` in s."""
+
+    def __init__(self) -> None:
+        self.times: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        log.info("%s ...", name)
+        try:
+            yield
+        finally:
+            self.times[name] = self.times.get(name, 0.0) + time.perf_counter() - t0
+            log.info("%s done in %.1f s", name, self.times[name])
+
+
+def format_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], *, index: str) -> str:
+    """A plain-text table (one row per mapping) with numbers to 4 significant figures."""
+
+    def fmt(v: Any) -> str:
+        if v is None:
+            return "-"
+        if isinstance(v, (float, np.floating)):
+            return "nan" if not np.isfinite(v) else f"{v:.4g}"
+        return str(v)
+
+    header = [index, *columns]
+    body = [[fmt(r.get(index))] + [fmt(r.get(c)) for c in columns] for r in rows]
+    widths = [max(len(h), *(len(b[i]) for b in body)) if body else len(h) for i, h in enumerate(header)]
+    line = "  ".join(h.rjust(w) if i else h.ljust(w) for i, (h, w) in enumerate(zip(header, widths)))
+    out = [line, "-" * len(line)]
+    for b in body:
+        out.append("  ".join(x.rjust(w) if i else x.ljust(w) for i, (x, w) in enumerate(zip(b, widths))))
+    return "\n".join(out) + "\n"

@@ -1,0 +1,368 @@
+"""Maximum a posteriori fit: multi-start BFGS / L-BFGS and the Laplace approximation.
+
+The negative log joint density ``U(x)`` of the model over its unconstrained parameters ``x``
+(see :mod:`vaelens.infer.flat`) is minimised from ``num_starts`` prior draws at once: one jitted
+optimiser is ``jax.vmap``-ed over the starts, so the whole multi-start run is a single compiled
+batch. The best start defines the MAP point ``x*``; the Laplace approximation is the Gaussian
+``N(x*, H^-1)`` with ``H`` the Hessian of ``U`` at ``x*`` (e.g. MacKay 2003, ch. 27), reported
+for the constrained and derived parameters ``f(x)`` by the delta method ``J H^-1 J^T`` with
+``J = df/dx`` (forward-mode autodiff).
+
+Note that the optimum is the mode of the density of the *unconstrained* parameters (it includes
+the log-Jacobians of the transforms, as in NumPyro's ``AutoLaplaceApproximation``), the natural
+centre of a Gaussian approximation in that space.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import warnings
+from collections.abc import Callable
+from typing import Any, Literal
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import optax.tree_utils as otu
+from jax.scipy.optimize import minimize
+from numpyro.infer.initialization import init_to_sample
+
+from vaelens.infer.flat import FlatModel, flat_labels, flatten_model, summary_vector
+
+__all__ = ["MAPResult", "map_fit", "laplace_covariance", "bfgs_solver", "lbfgs_solver"]
+
+
+def bfgs_solver(
+    fun: Callable[[jax.Array], jax.Array], max_iter: int, gtol: float
+) -> Callable[[jax.Array], tuple[jax.Array, jax.Array, jax.Array, jax.Array]]:
+    """BFGS (``jax.scipy.optimize.minimize``) as a pure ``x0 -> (x, f, converged, nit)``."""
+
+    def solve(x0):
+        res = minimize(fun, x0, method="BFGS", options={"maxiter": max_iter, "gtol": gtol})
+        return res.x, res.fun, res.success, res.nit
+
+    return solve
+
+
+def lbfgs_solver(
+    fun: Callable[[jax.Array], jax.Array], max_iter: int, gtol: float, memory_size: int = 10
+) -> Callable[[jax.Array], tuple[jax.Array, jax.Array, jax.Array, jax.Array]]:
+    """L-BFGS with a zoom line search (``optax.lbfgs``) in a ``lax.while_loop``."""
+    opt = optax.lbfgs(memory_size=memory_size)
+    value_and_grad = optax.value_and_grad_from_state(fun)
+
+    def solve(x0):
+        def step(carry):
+            x, state = carry
+            value, grad = value_and_grad(x, state=state)
+            updates, state = opt.update(grad, state, x, value=value, grad=grad, value_fn=fun)
+            return optax.apply_updates(x, updates), state
+
+        def cond(carry):
+            _, state = carry
+            count = otu.tree_get(state, "count")
+            grad = otu.tree_get(state, "grad")
+            err = jnp.max(jnp.abs(grad))
+            return (count == 0) | ((count < max_iter) & (err >= gtol) & jnp.isfinite(err))
+
+        x, state = jax.lax.while_loop(cond, step, (x0, opt.init(x0)))
+        count = otu.tree_get(state, "count")
+        err = jnp.max(jnp.abs(otu.tree_get(state, "grad")))
+        return x, otu.tree_get(state, "value"), err < gtol, count
+
+    return solve
+
+
+def laplace_covariance(
+    potential: Callable[[jax.Array], jax.Array], x: jax.Array
+) -> tuple[np.ndarray, int]:
+    """Inverse Hessian of ``potential`` at ``x`` and the number of non-positive eigenvalues.
+
+    Non-positive (or tiny) eigenvalues, found away from a strict minimum, are replaced by a small
+    positive floor so that the covariance stays usable; the count is returned for a warning.
+    """
+    h = np.asarray(jax.hessian(potential)(x), dtype=np.float64)
+    h = 0.5 * (h + h.T)
+    w, v = np.linalg.eigh(h)
+    floor = max(float(np.max(np.abs(w))) * 1e-10, 1e-12)
+    bad = int(np.sum(w <= floor))
+    w = np.maximum(w, floor)
+    return (v / w) @ v.T, bad
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class MAPResult:
+    """Result of :func:`map_fit` (frozen).
+
+    Attributes
+    ----------
+    params
+        Constrained sample sites and deterministic sites (e.g. ``e1``, ``source``) at the best
+        start.
+    unconstrained
+        The best point as a dictionary of unconstrained site values.
+    x
+        The best point as the flat unconstrained vector.
+    loss
+        ``U(x*)``, the negative log joint density at the best point.
+    losses, converged, num_iterations
+        Final loss, convergence flag and iteration count of every start (``(num_starts,)``).
+    final_points
+        ``(num_starts, dim)`` final unconstrained points of all starts.
+    cov_unconstrained
+        Laplace covariance ``H^-1`` of the flat unconstrained parameters.
+    labels, cov
+        Labels (``theta_E``, ``z[3]``...) and Laplace covariance of the constrained and derived
+        summary parameters (delta method).
+    chi2, num_pixels
+        chi^2 of the best fit over the unmasked pixels and their number.
+    method, timings
+        Optimiser name; wall times in seconds (``compile``, ``optimize``, ``laplace``,
+        ``total``).
+    """
+
+    params: dict[str, np.ndarray]
+    unconstrained: dict[str, np.ndarray]
+    x: np.ndarray
+    loss: float
+    losses: np.ndarray
+    converged: np.ndarray
+    num_iterations: np.ndarray
+    final_points: np.ndarray
+    cov_unconstrained: np.ndarray
+    labels: tuple[str, ...]
+    cov: np.ndarray
+    chi2: float
+    num_pixels: int
+    method: str
+    timings: dict[str, float]
+    flat_model: FlatModel = dataclasses.field(repr=False)
+    model: Callable = dataclasses.field(repr=False)
+    model_args: tuple = dataclasses.field(repr=False, default=())
+    model_kwargs: dict = dataclasses.field(repr=False, default_factory=dict)
+
+    @property
+    def sigma(self) -> dict[str, float]:
+        """Laplace standard deviation of every summary parameter label."""
+        sd = np.sqrt(np.clip(np.diag(self.cov), 0.0, None))
+        return dict(zip(self.labels, sd.tolist(), strict=True))
+
+    @property
+    def sigma_unconstrained(self) -> np.ndarray:
+        """Laplace standard deviations of the flat unconstrained parameters."""
+        return np.sqrt(np.diag(self.cov_unconstrained))
+
+    def summary_values(self) -> dict[str, float]:
+        """Best-fit value of every summary parameter label."""
+        vec = np.asarray(summary_vector(self.params))
+        return dict(zip(self.labels, vec.tolist(), strict=True))
+
+    def laplace_draws(self, key: jax.Array, num_samples: int) -> dict[str, np.ndarray]:
+        """Constrained latent-site draws ``(num_samples, ...)`` from the Laplace approximation."""
+        w, v = np.linalg.eigh(0.5 * (self.cov_unconstrained + self.cov_unconstrained.T))
+        chol = v * np.sqrt(np.clip(w, 0.0, None))
+        eps = np.asarray(jax.random.normal(key, (num_samples, len(self.x))), dtype=np.float64)
+        flat = self.x[None, :] + eps @ chol.T
+        fm = self.flat_model
+        latent_names = list(self.unconstrained)
+
+        def one(xi):
+            out = fm.constrain(fm.unravel(jnp.asarray(xi, dtype=jnp.asarray(self.x).dtype)))
+            return {k: out[k] for k in latent_names}
+
+        return jax.device_get(jax.jit(jax.vmap(one))(flat))
+
+    def to_inference_data(
+        self,
+        key: jax.Array | None = None,
+        *,
+        num_samples: int = 0,
+        log_likelihood: bool = True,
+        posterior_predictive: bool = False,
+    ):
+        """ArviZ InferenceData of the fit.
+
+        With ``num_samples=0`` the posterior group holds the MAP point alone (one chain, one
+        draw); otherwise ``num_samples`` draws of the Laplace approximation (needs ``key``).
+        """
+        from vaelens.infer.convert import to_inference_data
+
+        key = jax.random.PRNGKey(0) if key is None else key
+        k_draw, k_eval = jax.random.split(key)
+        latent_names = list(self.unconstrained)
+        if num_samples > 0:
+            draws = self.laplace_draws(k_draw, num_samples)
+            samples = {k: np.asarray(v)[None] for k, v in draws.items()}
+        else:
+            samples = {k: np.asarray(self.params[k])[None, None] for k in latent_names}
+        attrs = {
+            "method": f"map_{self.method}" + ("_laplace" if num_samples else ""),
+            "map_loss": self.loss,
+            "map_chi2": self.chi2,
+            "num_starts": len(self.losses),
+            "timing": self.timings,
+        }
+        return to_inference_data(
+            self.model,
+            self.model_args,
+            self.model_kwargs,
+            samples,
+            key=k_eval,
+            log_likelihood=log_likelihood,
+            posterior_predictive=posterior_predictive,
+            attrs=attrs,
+        )
+
+
+def map_fit(
+    model: Callable,
+    *model_args: Any,
+    key: jax.Array,
+    num_starts: int = 8,
+    method: Literal["bfgs", "lbfgs"] = "bfgs",
+    max_iter: int = 500,
+    gtol: float = 1e-4,
+    init_strategy: Callable = init_to_sample,
+    init_points: np.ndarray | None = None,
+    laplace: bool = True,
+    model_kwargs: dict | None = None,
+) -> MAPResult:
+    """Multi-start MAP fit of a NumPyro model over its unconstrained parameters.
+
+    Parameters
+    ----------
+    model, *model_args
+        The NumPyro model and its positional arguments (e.g. ``lens_model, data, spec,
+        decoder``).
+    key
+        ``jax.random`` key of the starting points.
+    num_starts
+        Number of starts (prior draws with ``init_strategy``), optimised as one vmapped batch.
+    method
+        ``"bfgs"`` (``jax.scipy.optimize.minimize``) or ``"lbfgs"`` (``optax.lbfgs``).
+    max_iter, gtol
+        Iteration limit and gradient tolerance (max-norm) of each start.
+    init_strategy
+        NumPyro init strategy for the starts (default: draws from the prior).
+    init_points
+        Optional ``(n, dim)`` flat unconstrained starting points, used instead of prior draws.
+    laplace
+        Compute the Laplace covariance (one Hessian, ``dim`` forward-over-reverse passes).
+    model_kwargs
+        Keyword arguments of the model.
+
+    Returns
+    -------
+    MAPResult
+    """
+    if method not in ("bfgs", "lbfgs"):
+        raise ValueError(f"method must be 'bfgs' or 'lbfgs', got {method!r}")
+    if num_starts < 1:
+        raise ValueError("num_starts must be positive")
+    t0 = time.perf_counter()
+    fm = flatten_model(
+        model, model_args, model_kwargs, key=key, num_inits=num_starts, init_strategy=init_strategy
+    )
+    x0 = fm.init_flat if init_points is None else jnp.asarray(init_points, fm.init_flat.dtype)
+    if x0.ndim != 2 or x0.shape[1] != fm.dim:
+        raise ValueError(f"init_points must have shape (n, {fm.dim})")
+
+    solver = bfgs_solver if method == "bfgs" else lbfgs_solver
+    solve = jax.jit(jax.vmap(solver(fm.potential, max_iter, gtol)))
+    compiled = solve.lower(x0).compile()
+    t_compile = time.perf_counter()
+    xs, fs, ok, nit = jax.block_until_ready(compiled(x0))
+    t_opt = time.perf_counter()
+
+    losses = np.asarray(fs, dtype=np.float64)
+    losses = np.where(np.isfinite(losses), losses, np.inf)
+    if not np.isfinite(losses).any():
+        raise RuntimeError("every MAP start diverged (non-finite loss); check priors and data")
+    best = int(np.argmin(losses))
+    x_best = xs[best]
+
+    unconstrained = jax.device_get(fm.unravel(x_best))
+    params = jax.device_get(fm.constrain(fm.unravel(x_best)))
+    labels = tuple(flat_labels(params))
+    if laplace:
+        cov_u, n_bad = laplace_covariance(fm.potential, x_best)
+        if n_bad:
+            warnings.warn(
+                f"Laplace approximation: the Hessian at the MAP has {n_bad} non-positive "
+                "eigenvalue(s) (not a strict minimum); those directions were floored",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+
+        def derived(x):
+            return summary_vector(fm.constrain(fm.unravel(x)))
+
+        jac = np.asarray(jax.jacfwd(derived)(x_best), dtype=np.float64)
+        cov = jac @ cov_u @ jac.T
+    else:
+        cov_u = np.full((fm.dim, fm.dim), np.nan)
+        cov = np.full((len(labels), len(labels)), np.nan)
+    t_lap = time.perf_counter()
+
+    from vaelens.infer.convert import evaluate_draws
+
+    _, _, chi2, _ = evaluate_draws(
+        model,
+        model_args,
+        model_kwargs,
+        {k: np.asarray(params[k])[None] for k in unconstrained},
+        key=jax.random.PRNGKey(0),
+    )
+    chi2_total = float(sum(np.sum(v) for v in chi2.values()))
+    num_pixels = _num_observed(model, model_args, model_kwargs, params, unconstrained)
+
+    return MAPResult(
+        params={k: np.asarray(v) for k, v in params.items()},
+        unconstrained={k: np.asarray(v) for k, v in unconstrained.items()},
+        x=np.asarray(x_best),
+        loss=float(losses[best]),
+        losses=losses,
+        converged=np.asarray(ok, bool),
+        num_iterations=np.asarray(nit),
+        final_points=np.asarray(xs),
+        cov_unconstrained=np.asarray(cov_u),
+        labels=labels,
+        cov=np.asarray(cov),
+        chi2=chi2_total,
+        num_pixels=num_pixels,
+        method=method,
+        timings={
+            "compile": t_compile - t0,
+            "optimize": t_opt - t_compile,
+            "laplace": t_lap - t_opt,
+            "total": time.perf_counter() - t0,
+        },
+        flat_model=fm,
+        model=model,
+        model_args=tuple(model_args),
+        model_kwargs=dict(model_kwargs or {}),
+    )
+
+
+def _num_observed(model, args, kwargs, params, latent_names) -> int:
+    """Number of unmasked observed values of the model."""
+    from numpyro import handlers
+
+    from vaelens.infer.convert import _normal_parts
+
+    tr = handlers.trace(
+        handlers.seed(
+            handlers.substitute(model, data={k: params[k] for k in latent_names}),
+            jax.random.PRNGKey(0),
+        )
+    ).get_trace(*args, **dict(kwargs or {}))
+    n = 0
+    for site in tr.values():
+        if site["type"] == "sample" and site["is_observed"]:
+            parts = _normal_parts(site["fn"])
+            shape = np.shape(site["value"])
+            mask = True if parts is None else parts[2]
+            n += int(np.sum(np.broadcast_to(np.asarray(mask), shape)))
+    return n

@@ -1,0 +1,139 @@
+"""A pixelated source image placed in the source plane and interpolated bicubically."""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+
+from .._pytree import pytree_dataclass
+from .._validation import check_finite, check_positive
+from ._base import LightProfile
+
+__all__ = ["PixelatedSource", "keys_cubic_interpolate"]
+
+_PAD = 5  # zero padding (pixels) around the image; the Keys kernel reaches 2 pixels
+
+
+def _keys_weights(t):
+    """Keys (1981) cubic-convolution weights (a = -1/2) for taps -1, 0, 1, 2 at offset ``t``."""
+    t2 = t * t
+    t3 = t2 * t
+    w_m1 = 0.5 * (-t3 + 2.0 * t2 - t)
+    w_0 = 0.5 * (3.0 * t3 - 5.0 * t2 + 2.0)
+    w_1 = 0.5 * (-3.0 * t3 + 4.0 * t2 + t)
+    w_2 = 0.5 * (t3 - t2)
+    return jnp.stack([w_m1, w_0, w_1, w_2], axis=-1)
+
+
+def keys_cubic_interpolate(image, col, row):
+    """Interpolate ``image`` at fractional pixel indices with Keys cubic convolution.
+
+    Parameters
+    ----------
+    image : array, shape (ny, nx)
+        Pixel values; pixel ``[j, i]`` sits at ``(col, row) = (i, j)``.
+    col, row : array
+        Fractional column and row indices (any shape, equal).
+
+    Returns
+    -------
+    jax.Array
+        Interpolated values. Outside the image the image is extended by zeros, so the
+        interpolant is continuous and C1 everywhere and exactly zero more than 1.5 pixels
+        beyond the outer pixel edges.
+
+    References
+    ----------
+    Keys, R. (1981), IEEE Trans. Acoust. Speech Signal Process. 29, 1153.
+    """
+    ny, nx = image.shape
+    # Every cell (floor of the fractional index, clipped to [-3, n+2]) reads a 4x4 block of the
+    # zero-padded image. Stacking the 16 shifted copies turns the interpolation into a single
+    # gather of 16 contiguous values per point (and a row scatter-add in reverse mode), which is
+    # much faster on CPU than 16 scalar gathers.
+    padded = jnp.pad(image, _PAD)
+    hc, wc = ny + 6, nx + 6
+    blocks = [padded[1 + a : 1 + a + hc, 1 + b : 1 + b + wc] for a in range(4) for b in range(4)]
+    table = jnp.stack(blocks, axis=-1).reshape(hc * wc, 16)
+    col = jnp.clip(col, -3.0, nx + 2.0)
+    row = jnp.clip(row, -3.0, ny + 2.0)
+    c0 = jnp.floor(col)
+    r0 = jnp.floor(row)
+    wx = _keys_weights(col - c0)  # (..., 4)
+    wy = _keys_weights(row - r0)
+    cell = (r0.astype(jnp.int32) + 3) * wc + (c0.astype(jnp.int32) + 3)
+    vals = table.at[cell].get(mode="promise_in_bounds").reshape(*cell.shape, 4, 4)
+    return jnp.sum(jnp.sum(vals * wx[..., None, :], axis=-1) * wy, axis=-1)
+
+
+@pytree_dataclass
+class PixelatedSource(LightProfile):
+    """A pixelated image (e.g. the decoded 64x64 VAE source) placed in the source plane.
+
+    The image is a square (or rectangular) array of ``(ny, nx)`` pixels whose full width along
+    its own x axis is ``size`` arcsec (pixel size ``size / nx``), centred on
+    ``(center_x, center_y)`` and rotated counter-clockwise by ``angle``. Row index increases
+    with the image's own y axis (``imshow(origin='lower')`` orientation).
+
+    .. math:: I(x, y) = A\\, \\mathcal{K}[{\\rm image}](u/d + (n_x-1)/2,\\; v/d + (n_y-1)/2)
+
+    with :math:`(u, v)` the rotated offsets from the centre, :math:`d` the pixel size and
+    :math:`\\mathcal{K}` Keys cubic convolution (exact at pixel centres, C1). The image is
+    extended by zeros beyond its edges, so the interpolant is zero outside the footprint of
+    full width ``size`` widened by the kernel's reach (1.5 pixels), continuous everywhere and
+    differentiable with respect to the pixel values, ``center_x``, ``center_y``, ``size``,
+    ``angle`` and ``amp``.
+
+    Parameters
+    ----------
+    image : array, shape (ny, nx)
+        Pixel values (surface brightness units per arcsec^2 before ``amp``).
+    center_x, center_y : float
+        Centre of the image in arcsec.
+    size : float
+        Full width of the image along its x axis in arcsec (> 0).
+    angle : float
+        Counter-clockwise rotation in radians.
+    amp : float
+        Multiplicative amplitude.
+    """
+
+    image: jnp.ndarray
+    center_x: float = 0.0
+    center_y: float = 0.0
+    size: float = 1.0
+    angle: float = 0.0
+    amp: float = 1.0
+
+    def __post_init__(self):
+        if jnp.ndim(self.image) != 2:
+            raise ValueError(f"image must be 2-D (ny, nx), got shape {jnp.shape(self.image)}")
+        if min(jnp.shape(self.image)) < 2:
+            raise ValueError(f"image must be at least 2x2, got shape {jnp.shape(self.image)}")
+        check_finite("image", self.image)
+        check_positive("size", self.size)
+        for name in ("center_x", "center_y", "angle", "amp"):
+            check_finite(name, getattr(self, name))
+
+    @property
+    def pixel_size(self):
+        """Pixel size in arcsec (``size / nx``)."""
+        return self.size / jnp.shape(self.image)[1]
+
+    def pixel_coordinates(self):
+        """Source-plane coordinates ``(x, y)`` of the image's pixel centres, each ``(ny, nx)``."""
+        ny, nx = jnp.shape(self.image)
+        d = self.pixel_size
+        u = (jnp.arange(nx) - 0.5 * (nx - 1)) * d
+        v = (jnp.arange(ny) - 0.5 * (ny - 1)) * d
+        uu, vv = jnp.meshgrid(u, v)
+        c, s = jnp.cos(self.angle), jnp.sin(self.angle)
+        return self.center_x + c * uu - s * vv, self.center_y + s * uu + c * vv
+
+    def surface_brightness(self, x, y):
+        ny, nx = jnp.shape(self.image)
+        dx, dy = x - self.center_x, y - self.center_y
+        c, s = jnp.cos(self.angle), jnp.sin(self.angle)
+        inv_d = nx / self.size
+        col = (c * dx + s * dy) * inv_d + 0.5 * (nx - 1)
+        row = (-s * dx + c * dy) * inv_d + 0.5 * (ny - 1)
+        return self.amp * keys_cubic_interpolate(self.image, col, row)

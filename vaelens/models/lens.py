@@ -1,0 +1,296 @@
+"""NumPyro model of a strong lens whose source galaxy is a VAE decoder.
+
+Generative model (:func:`lens_model`)::
+
+    theta_E, gamma, (e1, e2), center_x, center_y ~ LensPriors     # EPL (or SIE) mass
+    gamma1, gamma2                                ~ LensPriors     # external shear
+    z ~ Normal(0, 1)^64;  source_* ~ SourcePriors                  # VAE source and placement
+    source = deterministic(source_amp * decoder(z))                 # 64x64 source, flux/pixel
+    model  = PSF * downsample(lens_light + lensed source)           # vaelens.lensing.forward_model
+    obs    ~ Normal(model, sqrt(variance(model)))  on unmasked pixels
+
+The variance is the data's noise model (:meth:`vaelens.data.ImageData.variance`): a fixed noise
+map, or lenstronomy's ``bkg_rms**2 + max(model, 0) / exposure_time`` (background plus Poisson
+noise of the model itself).
+
+Parameter names follow lenstronomy (``theta_E``, ``gamma``, ``e1``, ``e2``, ``center_x``,
+``center_y``, ``gamma1``, ``gamma2``, ``R_sersic``, ``n_sersic``, ``amp``) with the prefixes
+``source_`` (source) and ``light_`` (lens light) where names would collide.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any, Literal, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpyro
+import numpyro.distributions as dist
+
+from vaelens.models.decoder import Decoder, resolve_decoder
+from vaelens.models.priors import (
+    LensLightPriors,
+    LensPriors,
+    SersicPriors,
+    SourcePriors,
+    ellipticity_from_raw,
+)
+
+__all__ = [
+    "LensSpec",
+    "LensComponents",
+    "lens_model",
+    "lens_components",
+    "render_lens",
+    "sample_lens_params",
+]
+
+
+@dataclasses.dataclass(frozen=True)
+class LensSpec:
+    """What the lens model contains and how it is rendered (frozen, printable).
+
+    Parameters
+    ----------
+    mass_profile
+        ``"epl"`` (elliptical power law, free slope ``gamma``) or ``"sie"`` (``gamma = 2``).
+    include_shear
+        Add an external shear ``(gamma1, gamma2)``.
+    source_model
+        ``"vae"`` (the decoder: ``z``, ``source_center_x/y``, ``source_size``, ``source_angle``,
+        ``source_amp``) or ``"sersic"`` (elliptical Sersic, for comparison).
+    include_lens_light
+        Add an elliptical Sersic lens light (``light_*`` parameters).
+    supersampling
+        Rays per pixel side (the model is evaluated on a ``supersampling``-times finer grid and
+        block averaged).
+    convolve_supersampled
+        Convolve with the PSF on the supersampled grid (the PSF must then be given at that
+        resolution) instead of after downsampling.
+    save_model_image
+        Record the noise-free model image as the deterministic site ``model_image``.
+    lens, source, sersic_source, lens_light
+        The prior configurations (:class:`LensPriors`, :class:`SourcePriors`,
+        :class:`SersicPriors`, :class:`LensLightPriors`).
+
+    Examples
+    --------
+    >>> spec = LensSpec(lens=LensPriors(theta_E=1.2), supersampling=2)
+    >>> spec.lens.theta_E
+    1.2
+    """
+
+    mass_profile: Literal["epl", "sie"] = "epl"
+    include_shear: bool = True
+    source_model: Literal["vae", "sersic"] = "vae"
+    include_lens_light: bool = False
+    supersampling: int = 2
+    convolve_supersampled: bool = False
+    save_model_image: bool = False
+    lens: LensPriors = dataclasses.field(default_factory=LensPriors)
+    source: SourcePriors = dataclasses.field(default_factory=SourcePriors)
+    sersic_source: SersicPriors = dataclasses.field(default_factory=SersicPriors)
+    lens_light: LensLightPriors = dataclasses.field(default_factory=LensLightPriors)
+
+    def __post_init__(self) -> None:
+        if self.mass_profile not in ("epl", "sie"):
+            raise ValueError(f"mass_profile must be 'epl' or 'sie', got {self.mass_profile!r}")
+        if self.source_model not in ("vae", "sersic"):
+            raise ValueError(f"source_model must be 'vae' or 'sersic', got {self.source_model!r}")
+        if int(self.supersampling) < 1:
+            raise ValueError("supersampling must be a positive integer")
+
+    def parameter_names(self) -> tuple[str, ...]:
+        """Names of the physical (constrained, scalar) parameters, without ``z``."""
+        names = ["theta_E", "gamma", "e1", "e2", "center_x", "center_y"]
+        if self.mass_profile == "sie":
+            names.remove("gamma")
+        if self.include_shear:
+            names += ["gamma1", "gamma2"]
+        if self.include_lens_light:
+            names += ["light_amp", "light_R_sersic", "light_n_sersic", "light_e1", "light_e2"]
+            if not self.lens_light.tie_center:
+                names += ["light_center_x", "light_center_y"]
+        if self.source_model == "vae":
+            names += ["source_center_x", "source_center_y", "source_size", "source_amp"]
+            if self.source.angle_scale is not None:
+                names.append("source_angle")
+        else:
+            names += [
+                "source_amp",
+                "source_R_sersic",
+                "source_n_sersic",
+                "source_e1",
+                "source_e2",
+                "source_center_x",
+                "source_center_y",
+            ]
+        return tuple(names)
+
+
+class LensComponents(NamedTuple):
+    """Profiles of one lens configuration (inputs of :func:`vaelens.lensing.forward_model`)."""
+
+    mass: tuple
+    lens_light: tuple
+    source: tuple
+    source_image: jax.Array | None
+
+
+def _sample_sites(dists: Mapping[str, dist.Distribution]) -> dict[str, jax.Array]:
+    return {name: numpyro.sample(name, d) for name, d in dists.items()}
+
+
+def _ellipticity(params: dict, prefix: str = "") -> None:
+    e1, e2 = ellipticity_from_raw(params[f"{prefix}e1_raw"], params[f"{prefix}e2_raw"])
+    params[f"{prefix}e1"] = numpyro.deterministic(f"{prefix}e1", e1)
+    params[f"{prefix}e2"] = numpyro.deterministic(f"{prefix}e2", e2)
+
+
+def sample_lens_params(spec: LensSpec) -> dict[str, jax.Array]:
+    """Draw every parameter of ``spec`` as NumPyro sample sites (inside a model).
+
+    Returns the dictionary of constrained values, including the deterministic ellipticities
+    ``e1, e2`` (and ``light_e1``, ``source_e1``, ...) computed from their raw parameters.
+    """
+    lens_d = spec.lens.distributions()
+    if spec.mass_profile == "sie":
+        del lens_d["gamma"]
+    if not spec.include_shear:
+        del lens_d["gamma1"], lens_d["gamma2"]
+    params = _sample_sites(lens_d)
+    _ellipticity(params)
+    if spec.include_lens_light:
+        params.update(_sample_sites(spec.lens_light.distributions("light_")))
+        _ellipticity(params, "light_")
+    if spec.source_model == "vae":
+        params.update(_sample_sites(spec.source.distributions()))
+    else:
+        params.update(_sample_sites(spec.sersic_source.distributions("source_")))
+        _ellipticity(params, "source_")
+    return params
+
+
+def lens_components(params: Mapping[str, Any], spec: LensSpec, decoder: Decoder) -> LensComponents:
+    """Build the mass, lens-light and source profiles from constrained parameter values.
+
+    Parameters
+    ----------
+    params
+        Constrained values by site name (as returned by :func:`sample_lens_params`, or a truth
+        dictionary); ellipticities as ``e1, e2`` (not raw).
+    spec
+        The model specification.
+    decoder
+        ``z -> (64, 64)`` unit-flux image (only for ``source_model="vae"``).
+    """
+    from vaelens.lensing import EPL, SIE, ExternalShear, PixelatedSource, Sersic
+
+    p = params
+    if spec.mass_profile == "epl":
+        main = EPL(p["theta_E"], p["gamma"], p["e1"], p["e2"], p["center_x"], p["center_y"])
+    else:
+        main = SIE(p["theta_E"], p["e1"], p["e2"], p["center_x"], p["center_y"])
+    mass = (main, ExternalShear(p["gamma1"], p["gamma2"])) if spec.include_shear else (main,)
+
+    light: tuple = ()
+    if spec.include_lens_light:
+        tied = spec.lens_light.tie_center
+        cx = p["center_x"] if tied else p["light_center_x"]
+        cy = p["center_y"] if tied else p["light_center_y"]
+        light = (
+            Sersic(
+                p["light_amp"],
+                p["light_R_sersic"],
+                p["light_n_sersic"],
+                p["light_e1"],
+                p["light_e2"],
+                cx,
+                cy,
+            ),
+        )
+
+    if spec.source_model == "vae":
+        unit = decoder(jnp.asarray(p["z"]))
+        n = unit.shape[-1]
+        size = p["source_size"]
+        angle = p.get("source_angle", spec.source.angle)
+        # PixelatedSource value = amp * image (lenstronomy INTERPOL convention: surface
+        # brightness per arcsec^2); a unit-flux image of n source pixels of side size/n carries
+        # total flux source_amp when amp = source_amp / (size/n)^2.
+        amp = p["source_amp"] / (size / n) ** 2
+        source = (
+            PixelatedSource(unit, p["source_center_x"], p["source_center_y"], size, angle, amp),
+        )
+        image = p["source_amp"] * unit
+    else:
+        source = (
+            Sersic(
+                p["source_amp"],
+                p["source_R_sersic"],
+                p["source_n_sersic"],
+                p["source_e1"],
+                p["source_e2"],
+                p["source_center_x"],
+                p["source_center_y"],
+            ),
+        )
+        image = None
+    return LensComponents(mass, light, source, image)
+
+
+def render_lens(data, spec: LensSpec, components: LensComponents) -> jax.Array:
+    """Noise-free model image of ``components`` on the data's grid (flux per pixel)."""
+    from vaelens.lensing import forward_model
+
+    psf = None if data.psf is None else jnp.asarray(data.psf)
+    return forward_model(
+        data.grid,
+        mass=components.mass,
+        lens_light=components.lens_light,
+        source=components.source,
+        psf=psf,
+        supersampling=int(spec.supersampling),
+        convolve_supersampled=spec.convolve_supersampled,
+    )
+
+
+def lens_model(data, spec: LensSpec | None = None, decoder: Decoder | None = None) -> None:
+    """NumPyro model of a lens image with a VAE (or Sersic) source.
+
+    Parameters
+    ----------
+    data : vaelens.data.ImageData
+        Pixels, noise model, PSF, mask and grid. ``data.image`` is observed at the site ``obs``;
+        use ``numpyro.handlers.condition``/``Predictive`` to simulate instead.
+    spec
+        Model content, rendering and priors (:class:`LensSpec`; default ``LensSpec()``).
+    decoder
+        ``z -> (64, 64)`` unit-flux image; default: the pretrained VAE
+        (:func:`vaelens.models.default_decoder`).
+
+    Notes
+    -----
+    Sample sites: see :meth:`LensSpec.parameter_names` (plus ``e1_raw``, ``e2_raw`` and ``z``).
+    Deterministic sites: ``e1``, ``e2`` (and prefixed ones), ``source`` (the ``(64, 64)``
+    source, ``source_amp * decoder(z)``, flux per source pixel) for a VAE source, and
+    ``model_image`` if ``spec.save_model_image``. Observed site: ``obs`` (``(ny, nx)``, masked
+    pixels excluded).
+    """
+    spec = LensSpec() if spec is None else spec
+    decoder = resolve_decoder(decoder) if spec.source_model == "vae" else decoder
+    params = sample_lens_params(spec)
+    comps = lens_components(params, spec, decoder)
+    if comps.source_image is not None:
+        numpyro.deterministic("source", comps.source_image)
+    model = render_lens(data, spec, comps)
+    if spec.save_model_image:
+        numpyro.deterministic("model_image", model)
+    sigma = jnp.sqrt(data.variance(model))
+    numpyro.sample(
+        "obs",
+        dist.Normal(model, sigma).mask(jnp.asarray(data.mask)),
+        obs=jnp.asarray(data.image),
+    )
