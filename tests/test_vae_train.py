@@ -24,10 +24,10 @@ def _blobs(seed, n):
 
 @pytest.fixture(scope="module")
 def data():
-    return _blobs(0, 256), _blobs(1, 64)
+    return _blobs(0, 160), _blobs(1, 32)
 
 
-KW = dict(epochs=2, batch_size=32, lr=3e-3, warmup=5, seed=3, progress=False)
+KW = dict(epochs=2, batch_size=16, lr=1e-2, warmup=2, seed=3, progress=False)
 
 
 def test_two_epochs_lower_loss_and_resume(tmp_path, data):
@@ -58,15 +58,15 @@ def test_resume_with_other_settings_is_refused(tmp_path, data):
     train_images, val_images = data
     cfg = VAEConfig.tiny()
     kw = {**KW, "epochs": 1}
-    train(cfg, train_images[:64], val_images, checkpoint_dir=tmp_path, **kw)
+    train(cfg, train_images[:16], val_images, checkpoint_dir=tmp_path, **kw)
     with pytest.raises(ValueError, match="other settings"):
-        train(cfg, train_images[:64], val_images, checkpoint_dir=tmp_path, **{**kw, "lr": 1e-2})
+        train(cfg, train_images[:16], val_images, checkpoint_dir=tmp_path, **{**kw, "lr": 5e-3})
 
 
 def test_bad_inputs(data):
     train_images, val_images = data
     with pytest.raises(ValueError, match="batch_size"):
-        train(VAEConfig.tiny(), train_images[:8], val_images, **KW)
+        train(VAEConfig.tiny(), train_images[:8], val_images, **{**KW, "batch_size": 32})
     with pytest.raises(ValueError, match="variances"):
         train(
             VAEConfig.tiny(),

@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shlex
 import sys
 import warnings
 from collections.abc import Sequence
@@ -168,6 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", default=None, help="write comparison.png / comparison.csv here (default: NUTS_DIR)"
     )
     p.add_argument("--truth", default=None, help="truth.json of a simulated lens")
+    p.add_argument("--force", action="store_true", help="replace an existing output folder")
     p.set_defaults(func="compare")
 
     p = sub.add_parser("demo", help="simulate a mock lens and fit it by MAP (about a minute)")
@@ -229,6 +231,12 @@ def _add_fit_arguments(p: argparse.ArgumentParser) -> None:
         help="supersampling factor of the ray tracing (2)",
     )
     p.add_argument("--seed", type=_nonneg_int, default=0, help="random seed (0)")
+    p.add_argument(
+        "--theta-E",
+        dest="theta_E",
+        type=_positive_float,
+        help="prior median of the Einstein radius in arcsec (default 1.0, a factor 1.35 wide)",
+    )
     p.add_argument("--truth", help="truth.json of a simulated lens (drawn on the plots)")
     p.add_argument("--out", required=True, help="output folder (must not exist unless --force)")
     p.add_argument("--force", action="store_true", help="replace an existing output folder")
@@ -276,13 +284,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
+    args.command_line = "vaelens " + " ".join(shlex.quote(a) for a in argv)
     debug = args.debug or os.environ.get("VAELENS_DEBUG", "") not in ("", "0")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("vaelens").setLevel(logging.WARNING if args.quiet else logging.INFO)
+    logging.getLogger("arviz").setLevel(logging.ERROR)
     if args.quiet:
         os.environ["TQDM_DISABLE"] = "1"
+    _configure_jax()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=FutureWarning, module="arviz")
+        warnings.showwarning = _show_warning
         try:
             return _dispatch(args)
         except KeyboardInterrupt:
@@ -293,6 +305,30 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise
             sys.stderr.write(f"vaelens {args.command}: error: {_one_line(err)}\n")
             return EXIT_USAGE
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    """Warnings as one line on stderr (``vaelens: warning: ...``), without source lines."""
+    if issubclass(category, (DeprecationWarning, PendingDeprecationWarning)):
+        return
+    sys.stderr.write(f"vaelens: warning: {_one_line(message)}\n")
+
+
+def _configure_jax() -> None:
+    """Persistent XLA compilation cache (``VAELENS_JAX_CACHE``; ``0`` disables it).
+
+    Compiling the lens model and the decoder dominates short runs on a CPU; with the cache a
+    second ``vaelens fit`` or ``vaelens demo`` of the same image size starts in seconds.
+    """
+    cache = os.environ.get(
+        "VAELENS_JAX_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "vaelens", "jax")
+    )
+    if cache in ("", "0"):
+        return
+    import jax
+
+    jax.config.update("jax_compilation_cache_dir", cache)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 
 
 def _one_line(err: BaseException) -> str:

@@ -82,21 +82,18 @@ def header_pixel_scale(header: Any) -> float | None:
     return None
 
 
-def make_decoder(source: str = "vae"):
-    """The pretrained VAE decoder, or (with a warning) the random-weight one of the same shape.
+def load_vae():
+    """The pretrained VAE, or (with a warning) a random-weight VAE of the same architecture.
 
     Returns
     -------
-    (decoder, description)
-        ``decoder(z) -> (64, 64)`` and a short description recorded in the outputs.
+    (vaelens.vae.VAE, str)
+        The network and ``"pretrained"`` or ``"random-weights"``.
     """
-    if source != "vae":
-        return None, "none"
     try:
         from vaelens.vae import load_pretrained
 
-        vae = load_pretrained()
-        return vae.decoder_function(), "pretrained"
+        return load_pretrained(), "pretrained"
     except (ImportError, FileNotFoundError, OSError, RuntimeError, ValueError) as err:
         from flax import nnx
 
@@ -107,8 +104,21 @@ def make_decoder(source: str = "vae"):
             UserWarning,
             stacklevel=2,
         )
-        vae = VAE(VAEConfig.default(), rngs=nnx.Rngs(0))
-        return vae.decoder_function(), "random-weights"
+        return VAE(VAEConfig.default(), rngs=nnx.Rngs(0)), "random-weights"
+
+
+def make_decoder(source: str = "vae"):
+    """The decoder function of :func:`load_vae` (None for a non-VAE source).
+
+    Returns
+    -------
+    (decoder, description)
+        ``decoder(z) -> (64, 64)`` and ``"pretrained"``, ``"random-weights"`` or ``"none"``.
+    """
+    if source != "vae":
+        return None, "none"
+    vae, kind = load_vae()
+    return vae.decoder_function(), kind
 
 
 class StageTimer:

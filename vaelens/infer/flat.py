@@ -1,6 +1,6 @@
 """A NumPyro model seen as a function of one flat vector of unconstrained parameters.
 
-:func:`flatten_model` wraps :func:`numpyro.infer.util.initialize_model` once: the returned
+:func:`flatten_model` traces the model once (without compiling anything); the returned
 :class:`FlatModel` holds a pure ``potential(x)`` (negative log joint density in unconstrained
 space, including the log-Jacobians of the constraining transforms), the maps between the flat
 vector and the site dictionaries, and the constraining ``postprocess`` that also evaluates the
@@ -21,8 +21,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
-from numpyro.infer.initialization import init_to_sample
-from numpyro.infer.util import initialize_model
+from numpyro import handlers
+from numpyro.distributions.transforms import biject_to
+from numpyro.infer.util import constrain_fn, potential_energy
 
 __all__ = ["FlatModel", "flatten_model", "flat_labels", "is_summary_site"]
 
@@ -61,45 +62,65 @@ def flatten_model(
     *,
     key: jax.Array,
     num_inits: int = 1,
-    init_strategy: Callable = init_to_sample,
+    init_values: dict[str, Any] | None = None,
 ) -> FlatModel:
     """Trace ``model`` once and return its flat unconstrained view.
+
+    The ``num_inits`` starting points are prior draws (one vmapped, jitted pass over the prior
+    part of the model; the likelihood is dead code there and is not compiled).
 
     Parameters
     ----------
     model, model_args, model_kwargs
         The NumPyro model and its arguments (held fixed).
     key
-        ``jax.random`` key of the initial draws.
+        ``jax.random`` key of the trace and of the initial draws.
     num_inits
-        Number of initial points drawn with ``init_strategy`` (default: prior draws).
-    init_strategy
-        A NumPyro init strategy (``init_to_sample``, ``init_to_median``, ``init_to_value``...).
+        Number of initial points.
+    init_values
+        Constrained values that replace the prior draws of some sites in every initial point
+        (e.g. ``{"z": jnp.zeros(64)}``).
     """
-    keys = jax.random.split(key, num_inits)
-    info = initialize_model(
-        keys if num_inits > 1 else keys[0],
-        model,
-        init_strategy=init_strategy,
-        model_args=tuple(model_args),
-        model_kwargs=dict(model_kwargs or {}),
-    )
-    z = info.param_info.z
-    if num_inits == 1:
-        z = jax.tree_util.tree_map(lambda a: a[None], z)
-    first = jax.tree_util.tree_map(lambda a: a[0], z)
+    kwargs = dict(model_kwargs or {})
+    init_values = {k: jnp.asarray(v) for k, v in (init_values or {}).items()}
+    found: dict[str, bool] = {}
+
+    def draw(k):
+        tr = handlers.trace(handlers.seed(model, k)).get_trace(*model_args, **kwargs)
+        out = {}
+        for name, site in tr.items():
+            if site["type"] != "sample" or site["is_observed"]:
+                continue
+            if site["fn"].support.is_discrete:
+                raise ValueError(f"discrete latent site {name!r} is not supported")
+            found[name] = True
+            value = init_values.get(name, site["value"])
+            out[name] = biject_to(site["fn"].support).inv(value)
+        return out
+
+    # jit + vmap: the likelihood does not feed the returned values, so it is removed as dead
+    # code and this compiles only the prior part of the model.
+    draws = jax.jit(jax.vmap(draw))(jax.random.split(key, num_inits))
+    if not draws:
+        raise ValueError("the model has no latent sample sites")
+    unknown = set(init_values) - set(found)
+    if unknown:
+        raise ValueError(f"init_values for unknown sites: {sorted(unknown)}")
+    first = {k: v[0] for k, v in draws.items()}
     flat0, unravel = ravel_pytree(first)
-    init_flat = jax.vmap(lambda d: ravel_pytree(d)[0])(z)
-    potential_fn = info.potential_fn
+    init_flat = jax.vmap(lambda d: ravel_pytree(d)[0])(draws)
 
     def potential(x: jax.Array) -> jax.Array:
-        return potential_fn(unravel(x))
+        return potential_energy(model, model_args, kwargs, unravel(x))
+
+    def constrain(params: dict) -> dict:
+        return constrain_fn(model, model_args, kwargs, params, return_deterministic=True)
 
     shapes = {k: tuple(np.shape(v)) for k, v in sorted(first.items())}
     return FlatModel(
         potential=potential,
         unravel=unravel,
-        constrain=info.postprocess_fn,
+        constrain=constrain,
         init_flat=init_flat,
         dim=int(flat0.shape[0]),
         site_shapes=shapes,

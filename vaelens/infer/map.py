@@ -26,10 +26,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import optax.tree_utils as otu
-from jax.scipy.optimize import minimize
-from numpyro.infer.initialization import init_to_sample
 
 from vaelens.infer.flat import FlatModel, flat_labels, flatten_model, summary_vector
+from vaelens.infer.optim import bfgs_minimize
 
 __all__ = ["MAPResult", "map_fit", "laplace_covariance", "bfgs_solver", "lbfgs_solver"]
 
@@ -37,11 +36,12 @@ __all__ = ["MAPResult", "map_fit", "laplace_covariance", "bfgs_solver", "lbfgs_s
 def bfgs_solver(
     fun: Callable[[jax.Array], jax.Array], max_iter: int, gtol: float
 ) -> Callable[[jax.Array], tuple[jax.Array, jax.Array, jax.Array, jax.Array]]:
-    """BFGS (``jax.scipy.optimize.minimize``) as a pure ``x0 -> (x, f, converged, nit)``."""
+    """BFGS (:func:`vaelens.infer.optim.bfgs_minimize`) as ``x0 -> (x, f, converged, nit)``."""
 
     def solve(x0):
-        res = minimize(fun, x0, method="BFGS", options={"maxiter": max_iter, "gtol": gtol})
-        return res.x, res.fun, res.success, res.nit
+        ftol = 10.0 * float(jnp.finfo(x0.dtype).eps)
+        st = bfgs_minimize(fun, x0, max_iter=max_iter, gtol=gtol, ftol=ftol)
+        return st.x, st.value, st.converged, st.iteration
 
     return solve
 
@@ -224,7 +224,7 @@ def map_fit(
     method: Literal["bfgs", "lbfgs"] = "bfgs",
     max_iter: int = 500,
     gtol: float = 1e-4,
-    init_strategy: Callable = init_to_sample,
+    init_values: dict[str, Any] | None = None,
     init_points: np.ndarray | None = None,
     laplace: bool = True,
     model_kwargs: dict | None = None,
@@ -239,13 +239,16 @@ def map_fit(
     key
         ``jax.random`` key of the starting points.
     num_starts
-        Number of starts (prior draws with ``init_strategy``), optimised as one vmapped batch.
+        Number of starts (prior draws), optimised as one vmapped batch.
     method
-        ``"bfgs"`` (``jax.scipy.optimize.minimize``) or ``"lbfgs"`` (``optax.lbfgs``).
+        ``"bfgs"`` (:func:`vaelens.infer.optim.bfgs_minimize`, dense BFGS with a backtracking
+        line search that recovers from failures) or ``"lbfgs"`` (``optax.lbfgs``, zoom line
+        search).
     max_iter, gtol
         Iteration limit and gradient tolerance (max-norm) of each start.
-    init_strategy
-        NumPyro init strategy for the starts (default: draws from the prior).
+    init_values
+        Constrained values replacing the prior draws of some sites in every start (e.g.
+        ``{"z": np.zeros(64)}`` to start every source from the mean latent code).
     init_points
         Optional ``(n, dim)`` flat unconstrained starting points, used instead of prior draws.
     laplace
@@ -263,7 +266,7 @@ def map_fit(
         raise ValueError("num_starts must be positive")
     t0 = time.perf_counter()
     fm = flatten_model(
-        model, model_args, model_kwargs, key=key, num_inits=num_starts, init_strategy=init_strategy
+        model, model_args, model_kwargs, key=key, num_inits=num_starts, init_values=init_values
     )
     x0 = fm.init_flat if init_points is None else jnp.asarray(init_points, fm.init_flat.dtype)
     if x0.ndim != 2 or x0.shape[1] != fm.dim:

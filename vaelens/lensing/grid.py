@@ -134,7 +134,12 @@ class PixelGrid:
         elif "PIXSCALE" in header:
             p = float(header["PIXSCALE"])
             check_positive("PIXSCALE", p)
-            t = np.diag([p, p])
+            return cls(
+                shape=shape,
+                pixel_scale=p,
+                ra_at_xy_0=header.get("RA0", None),
+                dec_at_xy_0=header.get("DEC0", None),
+            )
         else:
             raise ValueError("header has neither a CD matrix, CDELT1/2 nor PIXSCALE")
         ra0 = header.get("RA0", None)

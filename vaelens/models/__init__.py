@@ -26,6 +26,7 @@ from vaelens.models.priors import (
     raw_from_ellipticity,
 )
 from vaelens.models.simulate import default_truth, simulate_lens
+from vaelens.models.toy import blob_decoder
 
 __all__ = [
     "NATIVE_PIXEL_SCALE",
@@ -37,6 +38,7 @@ __all__ = [
     "LensSpec",
     "SersicPriors",
     "SourcePriors",
+    "blob_decoder",
     "default_decoder",
     "default_truth",
     "ellipticity_from_raw",

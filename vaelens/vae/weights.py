@@ -93,7 +93,7 @@ def save_state(path: str | Path, obj: nnx.Module | nnx.Optimizer, filter_: Any =
     arrays, _, _ = _flatten(state)
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(tmp))
+    save_file({k: np.ascontiguousarray(v).reshape(np.shape(v)) for k, v in arrays.items()}, str(tmp))
     tmp.replace(path)
 
 
@@ -120,6 +120,8 @@ def load_state(path: str | Path, obj: nnx.Module | nnx.Optimizer, filter_: Any =
         if name not in stored:
             raise WeightsError(f"{path}: variable {name!r} missing (architecture mismatch?)")
         arr = stored[name]
+        if arr.size == 1 and np.size(leaf) == 1:  # scalars (e.g. optimizer step counts)
+            arr = arr.reshape(np.shape(leaf))
         if arr.shape != np.shape(leaf):
             raise WeightsError(
                 f"{path}: variable {name!r} has shape {arr.shape}, network expects "

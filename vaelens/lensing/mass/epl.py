@@ -86,12 +86,18 @@ def _cdiv(ar, ai, br, bi):
 
 
 def _horner(coeffs, rho, zr, zi, n_terms):
-    """``sum_{k<N} c_k z^k + c_N z^N / (1 - rho z)`` by Horner's rule (real arithmetic)."""
+    """``sum_{k<N} c_k z^k + c_N z^N / (1 - rho z)`` by Horner's rule (real arithmetic).
+
+    A ``fori_loop`` (rather than an unrolled Python loop) keeps the compiled graph small, which
+    matters for compile time of higher derivatives.
+    """
     ar, ai = _cdiv(coeffs[n_terms], 0.0, 1.0 - rho * zr, -rho * zi)
-    for k in range(n_terms - 1, -1, -1):
-        ar, ai = _cmul(zr, zi, ar, ai)
-        ar = ar + coeffs[k]
-    return ar, ai
+
+    def step(i, acc):
+        ar, ai = _cmul(zr, zi, acc[0], acc[1])
+        return ar + coeffs[n_terms - 1 - i], ai
+
+    return jax.lax.fori_loop(0, n_terms, step, (ar, ai), unroll=4)
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(3,))

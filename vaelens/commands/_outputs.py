@@ -1,0 +1,334 @@
+"""The files of a ``vaelens fit`` output folder (DESIGN.md, "Outputs of vaelens fit").
+
+:func:`write_fit_outputs` writes ``posterior.nc``, ``summary.csv``, ``summary.json``,
+``model.png``, ``corner.png`` and ``trace.png`` into a folder (the temporary folder of
+:func:`vaelens.io_results.atomic_output_dir`) and returns the summary dictionary.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger("vaelens")
+
+#: Diagnostics thresholds (issue 4): R-hat, bulk/tail ESS.
+RHAT_MAX = 1.01
+ESS_MIN = 400
+
+
+def spec_dict(spec) -> dict[str, Any]:
+    """A JSON-friendly description of a :class:`vaelens.models.LensSpec` (with its priors)."""
+    out: dict[str, Any] = {}
+    for field in dataclasses.fields(spec):
+        value = getattr(spec, field.name)
+        out[field.name] = dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value
+    return out
+
+
+def scalar_names(idata, spec) -> list[str]:
+    """Physical scalar parameters of ``spec`` present in the posterior, in spec order."""
+    post = idata.posterior
+    return [n for n in spec.parameter_names() if n in post.data_vars and post[n].ndim == 2]
+
+
+def draw_params(idata, chain: int, draw: int) -> dict[str, np.ndarray]:
+    """Every posterior variable at one ``(chain, draw)`` (images included)."""
+    post = idata.posterior
+    return {k: np.asarray(post[k].values[chain, draw]) for k in post.data_vars}
+
+
+def best_draw(idata) -> tuple[int, int]:
+    """``(chain, draw)`` of the draw with the lowest chi^2 (or the highest ``lp``)."""
+    stats = getattr(idata, "sample_stats", None)
+    if stats is not None and "chi2" in stats:
+        arr = np.asarray(stats["chi2"].values, float)
+        idx = np.unravel_index(np.nanargmin(arr), arr.shape)
+    elif stats is not None and "lp" in stats:
+        arr = np.asarray(stats["lp"].values, float)
+        idx = np.unravel_index(np.nanargmax(arr), arr.shape)
+    else:
+        idx = (0, 0)
+    return int(idx[0]), int(idx[1])
+
+
+def render_model(params: dict[str, Any], data, spec, decoder) -> np.ndarray:
+    """Noise-free model image of one parameter set on the data's grid."""
+    import jax
+
+    from vaelens.models import lens_components, render_lens
+
+    keys = [k for k in spec.parameter_names() if k in params] + (
+        ["z"] if spec.source_model == "vae" else []
+    )
+    for prefix in ("", "light_", "source_"):
+        for e in ("e1", "e2"):
+            if f"{prefix}{e}" in params and f"{prefix}{e}" not in keys:
+                keys.append(f"{prefix}{e}")
+    p = {k: jax.numpy.asarray(params[k]) for k in keys}
+
+    @jax.jit
+    def render(p):
+        return render_lens(data, spec, lens_components(p, spec, decoder))
+
+    return np.asarray(render(p), dtype=np.float64)
+
+
+def source_images(
+    idata, spec, best: dict[str, Any] | None = None, *, max_draws: int = 200
+) -> tuple[np.ndarray, np.ndarray, tuple]:
+    """Source image (posterior mean, or ``best``'s) with its standard deviation and extent.
+
+    For a VAE source the deterministic ``source`` site (flux per source pixel) is used, on the
+    footprint ``source_size`` around ``source_center``; for a Sersic source the profile is
+    evaluated (flux per 0.03" pixel) on a 64 x 64 grid of 1.92" around its centre. With ``best``
+    (a MAP point) the image shown is that of ``best`` and the spread is a robust standard
+    deviation (1.4826 x MAD) of the draws, insensitive to a few wild Laplace draws.
+    """
+    post = idata.posterior
+
+    def centre(name, default):
+        if best is not None and name in best:
+            return float(np.asarray(best[name]))
+        return float(post[name].median()) if name in post else default
+
+    cx, cy = centre("source_center_x", 0.0), centre("source_center_y", 0.0)
+    if "source" in post:
+        draws = np.asarray(post["source"].values, float).reshape(-1, *post["source"].shape[2:])
+        half = 0.5 * centre("source_size", 1.92)
+        ext = (cx - half, cx + half, cy - half, cy + half)
+        if best is not None and "source" in best:
+            return np.asarray(best["source"], float), _robust_std(draws), ext
+        return draws.mean(0), draws.std(0), ext
+    from vaelens.lensing import Sersic
+
+    n = post.sizes["chain"] * post.sizes["draw"]
+    idx = np.linspace(0, n - 1, min(n, max_draws)).astype(int)
+    pix = 1.92 / 64
+    g = cx + (np.arange(64) - 31.5) * pix
+    h = cy + (np.arange(64) - 31.5) * pix
+    x, y = np.meshgrid(g, h)
+    names = ["amp", "R_sersic", "n_sersic", "e1", "e2", "center_x", "center_y"]
+
+    def image(vals):
+        sersic = Sersic(*(float(vals[k]) for k in names))
+        return np.asarray(sersic.surface_brightness(x, y), float) * pix**2
+
+    flat = {k: np.asarray(post[f"source_{k}"].values, float).reshape(-1)[idx] for k in names}
+    imgs = np.stack([image({k: flat[k][i] for k in names}) for i in range(len(idx))])
+    ext = (g[0] - pix / 2, g[-1] + pix / 2, h[0] - pix / 2, h[-1] + pix / 2)
+    if best is not None:
+        return image({k: best[f"source_{k}"] for k in names}), _robust_std(imgs), ext
+    return imgs.mean(0), imgs.std(0), ext
+
+
+def _robust_std(draws: np.ndarray) -> np.ndarray:
+    med = np.median(draws, axis=0)
+    return 1.4826 * np.median(np.abs(draws - med), axis=0)
+
+
+def diagnostics(idata, table) -> dict[str, Any]:
+    """Divergences, BFMI, worst R-hat and ESS over the scalar parameters, with warnings."""
+    import arviz as az
+
+    out: dict[str, Any] = {}
+    stats = getattr(idata, "sample_stats", None)
+    if stats is not None and "diverging" in stats:
+        out["divergences"] = int(np.asarray(stats["diverging"].values).sum())
+    if stats is not None and "energy" in stats:
+        try:
+            out["bfmi"] = [float(b) for b in np.atleast_1d(az.bfmi(idata))]
+        except (ValueError, TypeError, KeyError):
+            pass
+    if len(table):
+        out["r_hat_max"] = float(np.nanmax(table["r_hat"])) if "r_hat" in table else None
+        out["ess_bulk_min"] = float(np.nanmin(table["ess_bulk"])) if "ess_bulk" in table else None
+        out["ess_tail_min"] = float(np.nanmin(table["ess_tail"])) if "ess_tail" in table else None
+    warnings = []
+    chains = idata.posterior.sizes.get("chain", 1)
+    if chains > 1 and out.get("r_hat_max") is not None and out["r_hat_max"] > RHAT_MAX:
+        warnings.append(f"R-hat up to {out['r_hat_max']:.3f} > {RHAT_MAX}")
+    if out.get("ess_bulk_min") is not None and out["ess_bulk_min"] < ESS_MIN:
+        warnings.append(f"bulk ESS down to {out['ess_bulk_min']:.0f} < {ESS_MIN}")
+    if out.get("divergences"):
+        warnings.append(f"{out['divergences']} divergent transitions")
+    out["warnings"] = warnings
+    return out
+
+
+def summary_table(idata, names: list[str]):
+    """``arviz.summary`` of ``names`` plus 16/50/84 percentiles (a pandas DataFrame)."""
+    import arviz as az
+
+    arviz_log = getattr(az, "_log", None)  # arviz's own logger (not in logging's registry)
+    if arviz_log is not None and idata.posterior.sizes.get("chain", 1) < 2:
+        arviz_log.setLevel(logging.ERROR)  # "Shape validation failed" for one chain
+    table = az.summary(idata, var_names=names, hdi_prob=0.94, round_to="none")
+    chains = idata.posterior.sizes.get("chain", 1)
+    if chains < 2 and "r_hat" in table:
+        table["r_hat"] = np.nan  # R-hat is undefined for one chain
+    for q in (16, 50, 84):
+        table[f"q{q}"] = [
+            float(np.percentile(np.asarray(idata.posterior[n].values), q)) for n in table.index
+        ]
+    return table
+
+
+def write_fit_outputs(
+    folder: Path,
+    idata,
+    map_result,
+    data,
+    spec,
+    decoder,
+    *,
+    meta: dict[str, Any],
+    timings: dict[str, float],
+    truth: dict[str, Any] | None = None,
+    dpi: int = 110,
+) -> dict[str, Any]:
+    """Write the output folder of a fit and return the summary (also in ``summary.json``).
+
+    Parameters
+    ----------
+    folder
+        Existing (temporary) folder.
+    idata
+        The posterior (Laplace draws for a MAP fit).
+    map_result
+        :class:`vaelens.infer.MAPResult` (MAP values and Laplace sigmas), or None.
+    data, spec, decoder
+        The fitted data, model specification and decoder (to render the best-fit model).
+    meta, timings
+        Run description (method, seed, command, ...) and wall times per stage (s).
+    truth
+        True parameters of a simulated lens, drawn on the plots and compared in the summary.
+    """
+    from vaelens import plotting
+    from vaelens.infer.convert import clean_attrs
+    from vaelens.io_results import to_jsonable, write_json
+
+    names = scalar_names(idata, spec)
+    with np.errstate(all="ignore"):
+        table = summary_table(idata, names)
+    table.to_csv(folder / "summary.csv", index_label="parameter")
+
+    if meta["method"] == "map" and map_result is not None:
+        best = {k: np.asarray(v) for k, v in map_result.params.items()}
+        best_label = "MAP"
+    else:
+        c, d = best_draw(idata)
+        best = draw_params(idata, c, d)
+        best_label = f"lowest-chi2 draw (chain {c}, draw {d})"
+    model = render_model(best, data, spec, decoder)
+    sigma = np.sqrt(np.asarray(data.variance(model), float))
+    resid = (data.image - model) / sigma
+    n_pix = int(data.mask.sum())
+    n_par = int(meta.get("num_parameters", 0))
+    chi2 = float(np.sum(resid[data.mask] ** 2))
+    fit_quality = {
+        "best_fit": best_label,
+        "chi2": chi2,
+        "num_pixels": n_pix,
+        "num_parameters": n_par,
+        "reduced_chi2": chi2 / max(n_pix - n_par, 1),
+        "chi2_per_pixel": chi2 / max(n_pix, 1),
+    }
+
+    laplace = None
+    if map_result is not None:
+        values, sd = map_result.summary_values(), map_result.sigma
+        laplace = {
+            n: {"map": values.get(n), "laplace_sd": sd.get(n)} for n in spec.parameter_names()
+        }
+    diag = diagnostics(idata, table) if meta["method"] != "map" else {"warnings": []}
+    for w in diag["warnings"]:
+        log.warning("diagnostics: %s", w)
+
+    params_out = {}
+    for name in table.index:
+        row = {k: float(v) for k, v in table.loc[name].items()}
+        row["best_fit"] = float(np.asarray(best[name])) if name in best else None
+        if laplace and name in laplace:
+            row.update(laplace[name])
+        if truth and name in truth and np.ndim(truth[name]) == 0:
+            row["truth"] = float(truth[name])
+            row["truth_minus_mean_in_sd"] = (row["truth"] - row["mean"]) / row["sd"] if row[
+                "sd"
+            ] > 0 else None
+        params_out[name] = row
+
+    summary = {
+        **meta,
+        "timings_s": timings,
+        "fit": fit_quality,
+        "parameters": params_out,
+        "diagnostics": diag,
+        "truth": truth,
+    }
+    write_json(folder / "summary.json", summary)
+
+    idata.attrs.update(clean_attrs({"vaelens_cli": to_jsonable(
+        {k: v for k, v in meta.items() if k != "map_losses"})}))
+    post = idata.posterior
+    for k in post.data_vars:
+        if post[k].ndim > 3 and post[k].dtype == np.float64:
+            post[k] = post[k].astype(np.float32)
+    idata.to_netcdf(str(folder / "posterior.nc"))
+
+    src_mean, src_std, src_ext = source_images(
+        idata, spec, best if meta["method"] == "map" else None
+    )
+    title = (
+        f"{meta['method'].upper()} fit, {best_label}: "
+        rf"$\chi^2$ = {chi2:.0f} over {n_pix} pixels"
+    )
+    fig = plotting.plot_model(
+        data.image,
+        model,
+        sigma,
+        extent=data.grid.extent,
+        mask=data.mask,
+        source_mean=src_mean,
+        source_std=src_std,
+        source_extent=src_ext,
+        title=title,
+    )
+    fig.savefig(folder / "model.png", dpi=dpi)
+    truth_scalars = {k: float(v) for k, v in (truth or {}).items() if np.ndim(v) == 0}
+    lens_names = plotting.lens_parameter_names(idata)
+    plotting.plot_corner(idata, lens_names, truths=truth_scalars).savefig(
+        folder / "corner.png", dpi=dpi
+    )
+    plotting.plot_trace(idata, lens_names).savefig(folder / "trace.png", dpi=80)
+    return summary
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    """The table printed at the end of ``vaelens fit``."""
+    from vaelens.commands._common import format_table
+
+    rows = []
+    has_truth = any("truth" in r for r in summary["parameters"].values())
+    for name, r in summary["parameters"].items():
+        rows.append({"parameter": name, **r})
+    cols = ["mean", "sd", "hdi_3%", "hdi_97%"]
+    if summary["method"] != "map":
+        cols += ["r_hat", "ess_bulk", "ess_tail"]
+    cols += ["map", "laplace_sd"] + (["truth"] if has_truth else [])
+    fit = summary["fit"]
+    t = summary["timings_s"]
+    lines = [
+        "",
+        format_table(rows, cols, index="parameter"),
+        f"best fit ({fit['best_fit']}): chi2 = {fit['chi2']:.1f} over {fit['num_pixels']} "
+        f"pixels, reduced chi2 = {fit['reduced_chi2']:.3f} ({fit['num_parameters']} parameters)",
+        "wall time: " + ", ".join(f"{k} {v:.1f} s" for k, v in t.items()),
+    ]
+    for w in summary["diagnostics"].get("warnings", []):
+        lines.append(f"WARNING: {w}")
+    return "\n".join(lines) + "\n"

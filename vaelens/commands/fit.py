@@ -1,0 +1,295 @@
+"""``vaelens fit``: fit a lens image by MAP (BFGS + Laplace), SVI, NUTS or HMC.
+
+Pipeline: read and check the FITS inputs (:func:`load_image_data`), choose data-driven prior
+centres (:func:`data_driven_spec`), run the multi-start MAP (always; it initialises the other
+methods), run the requested method, and write the output folder (:mod:`vaelens.io_results`,
+:func:`vaelens.commands._outputs.write_fit_outputs`) atomically.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vaelens.commands._common import (
+    StageTimer,
+    cli_error,
+    header_pixel_scale,
+    make_decoder,
+    parse_hdu,
+    read_fits_image,
+    require_file,
+)
+
+log = logging.getLogger("vaelens")
+
+#: Relative tolerance of the image / PSF pixel-scale check.
+PIXEL_SCALE_RTOL = 0.01
+
+
+# --------------------------------------------------------------------------- data
+def load_image_data(
+    image: str | Path,
+    psf: str | Path,
+    *,
+    hdu: int | str = 0,
+    noise_map: str | Path | None = None,
+    bkg_rms: float | None = None,
+    exposure_time: float | None = None,
+    pixel_scale: float | None = None,
+    mask: str | Path | None = None,
+    mask_radius: float | None = None,
+):
+    """Read and validate the inputs of a fit; returns a :class:`vaelens.data.ImageData`.
+
+    Header keys are used when the arguments are None: ``PIXSCALE`` or the CD matrix (pixel
+    scale), ``RA0``/``DEC0`` (grid origin), ``BKG_RMS``, ``EXPTIME`` and an ``EXPMAP``
+    extension (noise). ``mask_radius`` (arcsec) keeps the pixels within that distance of the
+    coordinate origin (the image centre unless ``RA0``/``DEC0`` place it elsewhere).
+
+    Raises
+    ------
+    vaelens.cli.CLIError
+        Missing or unreadable files, a bad HDU, a PSF whose pixel scale differs from the image's,
+        a PSF larger than the image, no noise model, or an empty mask.
+    """
+    from vaelens.data import ImageData
+
+    image_path = require_file(image, "image")
+    psf_path = require_file(psf, "PSF")
+    pixels, header = read_fits_image(image_path, "image", hdu)
+    psf_arr, psf_header = read_fits_image(psf_path, "PSF")
+
+    scale = pixel_scale if pixel_scale is not None else header_pixel_scale(header)
+    if scale is None:
+        raise cli_error(
+            f"image {image_path} has no pixel scale (no PIXSCALE or CD matrix); pass --pixel-scale"
+        )
+    psf_scale = header_pixel_scale(psf_header)
+    if psf_scale is not None and abs(psf_scale / scale - 1.0) > PIXEL_SCALE_RTOL:
+        raise cli_error(
+            f"pixel-scale mismatch: image {scale:.5g}\"/px but PSF {psf_path.name} "
+            f"{psf_scale:.5g}\"/px; resample the PSF to the image pixel scale"
+        )
+    if psf_arr.shape[0] > pixels.shape[0] or psf_arr.shape[1] > pixels.shape[1]:
+        raise cli_error(f"PSF {psf_arr.shape} is larger than the image {pixels.shape}")
+    if not np.all(np.isfinite(psf_arr)) or not psf_arr.sum() > 0:
+        raise cli_error(f"PSF {psf_path} has non-finite values or a non-positive sum")
+
+    noise_arr = None
+    if noise_map is not None:
+        noise_arr, _ = read_fits_image(require_file(noise_map, "noise map"), "noise map")
+        if noise_arr.shape != pixels.shape:
+            raise cli_error(f"noise map {noise_arr.shape} and image {pixels.shape} differ in shape")
+    elif bkg_rms is None and "BKG_RMS" not in header:
+        raise cli_error(
+            f"no noise model for {image_path.name}: give --noise-map, or --bkg-rms (and "
+            "--exposure-time), or put BKG_RMS (and EXPTIME) in the image header"
+        )
+    mask_arr = None
+    if mask is not None:
+        mask_arr, _ = read_fits_image(require_file(mask, "mask"), "mask")
+        if mask_arr.shape != pixels.shape:
+            raise cli_error(f"mask {mask_arr.shape} and image {pixels.shape} differ in shape")
+        mask_arr = mask_arr != 0
+
+    data = ImageData.from_fits(
+        image_path,
+        psf=psf_arr,
+        noise_map=noise_arr,
+        mask=mask_arr,
+        pixel_scale=pixel_scale if pixel_scale is not None else None,
+        bkg_rms=bkg_rms,
+        exposure_time=exposure_time,
+        hdu=hdu,
+    )
+    if pixel_scale is None and abs(data.pixel_scale / scale - 1.0) > PIXEL_SCALE_RTOL:
+        log.warning("header pixel scale %.5g differs from the grid's %.5g", scale, data.pixel_scale)
+    if mask_radius is not None:
+        x, y = data.grid.coordinates_numpy()
+        inside = np.hypot(x, y) <= mask_radius
+        if not (data.mask & inside).any():
+            raise cli_error(f"--mask-radius {mask_radius} arcsec leaves no pixel in the fit")
+        data = dataclasses.replace(data, mask=data.mask & inside)
+    return data
+
+
+def _sersic_total_factor(n: float, r: float) -> float:
+    """Total flux of a round Sersic profile of unit surface brightness at ``R_sersic = r``.
+
+    ``L = 2 pi n r^2 e^b b^(-2n) Gamma(2n)`` with ``b ~ 2n - 1/3 + 4/(405 n)`` (Ciotti &
+    Bertin 1999, A&A 352, 447).
+    """
+    b = 2.0 * n - 1.0 / 3.0 + 4.0 / (405.0 * n)
+    return 2.0 * math.pi * n * r**2 * math.exp(b) * b ** (-2.0 * n) * math.gamma(2.0 * n)
+
+
+def data_driven_spec(
+    data,
+    *,
+    lens_light: bool = True,
+    source: str = "vae",
+    supersampling: int = 2,
+    theta_E: float | None = None,
+):
+    """A :class:`vaelens.models.LensSpec` whose amplitude priors are centred on the data.
+
+    The default priors are in arbitrary flux units; here the total flux ``F`` in the mask fixes
+    the medians: the lens light carries about half of ``F`` (Sersic ``n = 4`` at the prior
+    ``R_sersic``), and the source half of ``F`` divided by a typical magnification of 10 (for a
+    Sersic source, that flux spread over the prior ``R_sersic``). The log-normal widths (a
+    factor ``e`` per sigma) are those of the default priors.
+    """
+    from vaelens.models import LensLightPriors, LensPriors, LensSpec, SersicPriors, SourcePriors
+
+    flux = float(np.sum(data.image[data.mask]))
+    flux = max(flux, 10.0 * float(np.sqrt(np.sum(data.variance(np.zeros(data.shape))))))
+    light = LensLightPriors()
+    source_flux = (0.5 if lens_light else 1.0) * flux / 10.0
+    light = dataclasses.replace(
+        light, amp=0.5 * flux / _sersic_total_factor(4.0, light.R_sersic)
+    )
+    sersic = SersicPriors()
+    sersic = dataclasses.replace(sersic, amp=source_flux / _sersic_total_factor(1.5, sersic.R_sersic))
+    lens = LensPriors() if theta_E is None else dataclasses.replace(LensPriors(), theta_E=theta_E)
+    return LensSpec(
+        source_model=source,
+        include_lens_light=lens_light,
+        supersampling=supersampling,
+        lens=lens,
+        lens_light=light,
+        source=dataclasses.replace(SourcePriors(), amp=source_flux),
+        sersic_source=sersic,
+    )
+
+
+# --------------------------------------------------------------------------- inference
+def run_inference(args: argparse.Namespace, data, spec, decoder, timer: StageTimer):
+    """MAP (always), then the requested method; returns ``(idata, map_result, info)``."""
+    import jax
+
+    from vaelens.infer.map import map_fit
+    from vaelens.models import lens_model
+
+    key = jax.random.PRNGKey(args.seed)
+    k_map, k_post, k_conv = jax.random.split(key, 3)
+    with timer("map"):
+        res = map_fit(
+            lens_model, data, spec, decoder, key=k_map, num_starts=args.starts
+        )
+    info: dict[str, Any] = {
+        "map_loss": res.loss,
+        "map_chi2": res.chi2,
+        "map_starts_converged": int(np.sum(res.converged)),
+        "map_losses": np.sort(res.losses),
+        "map_timings": res.timings,
+        "num_parameters": int(res.x.size),
+    }
+    if args.method == "map":
+        with timer("laplace draws"):
+            idata = res.to_inference_data(
+                k_post, num_samples=args.samples * args.chains, log_likelihood=False
+            )
+        return idata, res, info
+    from vaelens import infer
+
+    if args.method == "svi":
+        with timer("svi"):
+            idata = infer.svi(
+                lens_model, data, spec, decoder, key=k_post, init=res,
+                num_steps=args.svi_steps, num_samples=args.samples * args.chains,
+            )
+        return idata, res, info
+    sampler = infer.nuts if args.method == "nuts" else infer.hmc
+    with timer(args.method):
+        idata = sampler(
+            lens_model, data, spec, decoder, key=k_post, init=res,
+            num_warmup=args.warmup, num_samples=args.samples, num_chains=args.chains,
+        )
+    return idata, res, info
+
+
+# --------------------------------------------------------------------------- entry point
+def fit_into(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
+    """Run the fit described by parsed ``vaelens fit`` arguments, writing into ``folder``.
+
+    ``folder`` must exist (no atomicity here; :func:`run` and ``vaelens demo`` wrap this in
+    :func:`vaelens.io_results.atomic_output_dir`). Returns the summary dictionary.
+    """
+    from vaelens.commands import _outputs
+    from vaelens.commands.info import package_versions
+
+    t0 = time.perf_counter()
+    timer = StageTimer()
+    with timer("read data"):
+        data = load_image_data(
+            args.image,
+            args.psf,
+            hdu=parse_hdu(args.hdu),
+            noise_map=args.noise_map,
+            bkg_rms=args.bkg_rms,
+            exposure_time=args.exposure_time,
+            pixel_scale=args.pixel_scale,
+            mask=args.mask,
+            mask_radius=args.mask_radius,
+        )
+        truth = None
+        if args.truth:
+            from vaelens.commands.simulate import load_truth
+
+            truth = load_truth(args.truth)
+    log.info("%r", data)
+    spec = data_driven_spec(
+        data,
+        lens_light=args.lens_light,
+        source=args.source,
+        supersampling=args.supersampling,
+        theta_E=args.theta_E,
+    )
+    decoder, decoder_kind = make_decoder(args.source)
+    idata, res, info = run_inference(args, data, spec, decoder, timer)
+    timer.times["inference_total"] = time.perf_counter() - t0
+    meta = {
+        "command": getattr(args, "command_line", None),
+        "method": args.method,
+        "image": str(Path(args.image).resolve()),
+        "psf": str(Path(args.psf).resolve()),
+        "seed": args.seed,
+        "decoder": decoder_kind,
+        "starts": args.starts,
+        "chains": args.chains,
+        "warmup": args.warmup,
+        "samples": args.samples,
+        "spec": _outputs.spec_dict(spec),
+        "versions": package_versions(),
+        **info,
+    }
+    with timer("write outputs"):
+        summary = _outputs.write_fit_outputs(
+            folder, idata, res, data, spec, decoder, meta=meta, timings=timer.times, truth=truth
+        )
+    return summary
+
+
+def run(args: argparse.Namespace) -> int:
+    """Entry point of ``vaelens fit``."""
+    from vaelens.commands import _outputs
+    from vaelens.io_results import atomic_output_dir, check_output_dir
+
+    check_output_dir(args.out, force=args.force)
+    with atomic_output_dir(args.out, force=args.force) as tmp:
+        summary = fit_into(args, tmp)
+    sys.stdout.write(_outputs.format_summary(summary))
+    sys.stdout.write(
+        f"wrote {Path(args.out)}/ (posterior.nc, summary.csv, summary.json, model.png, "
+        "corner.png, trace.png)\n"
+    )
+    return 0
