@@ -15,10 +15,30 @@ from vaelens.io_results import OutputExistsError, atomic_output_dir
 
 # A small, fast mock: 40 x 40 pixels of 0.08" (3.2" across, the Einstein ring inside), Sersic
 # source, no lens light; MAP with two starts.
-SIM = ["--size", "40", "--pixel-scale", "0.08", "--psf-fwhm", "0.16", "--source", "sersic",
-       "--no-lens-light"]
-FIT = ["--method", "map", "--source", "sersic", "--no-lens-light", "--starts", "2",
-       "--samples", "60", "--chains", "2"]
+SIM = [
+    "--size",
+    "40",
+    "--pixel-scale",
+    "0.08",
+    "--psf-fwhm",
+    "0.16",
+    "--source",
+    "sersic",
+    "--no-lens-light",
+]
+FIT = [
+    "--method",
+    "map",
+    "--source",
+    "sersic",
+    "--no-lens-light",
+    "--starts",
+    "2",
+    "--samples",
+    "60",
+    "--chains",
+    "2",
+]
 
 
 def run_cli(argv):
@@ -52,8 +72,17 @@ def mock(tmp_path_factory):
 @pytest.fixture(scope="module")
 def map_fit(mock):
     m = mock / "mock"
-    argv = ["fit", m / "image.fits", "--psf", m / "psf.fits", *FIT, "--truth", m / "truth.json",
-            "--out", mock / "fit_map"]
+    argv = [
+        "fit",
+        m / "image.fits",
+        "--psf",
+        m / "psf.fits",
+        *FIT,
+        "--truth",
+        m / "truth.json",
+        "--out",
+        mock / "fit_map",
+    ]
     code, out, err = run_cli(argv)
     assert code == 0, err
     return mock / "fit_map", out
@@ -98,8 +127,14 @@ def test_simulate_is_reproducible_and_never_overwrites(mock):
 # --------------------------------------------------------------------------- fit
 def test_fit_map_writes_every_output(map_fit):
     folder, out = map_fit
-    for name in ("posterior.nc", "summary.csv", "summary.json", "model.png", "corner.png",
-                 "trace.png"):
+    for name in (
+        "posterior.nc",
+        "summary.csv",
+        "summary.json",
+        "model.png",
+        "corner.png",
+        "trace.png",
+    ):
         assert (folder / name).is_file(), name
         assert (folder / name).stat().st_size > 0
     assert "theta_E" in out and "reduced chi2" in out  # the printed table
@@ -131,8 +166,9 @@ def test_fit_map_recovers_theta_E_and_reports_chi2(map_fit):
 def test_fit_refuses_existing_folder(map_fit, mock):
     m = mock / "mock"
     before = (map_fit[0] / "summary.json").read_text()
-    code, _, err = run_cli(["fit", m / "image.fits", "--psf", m / "psf.fits", *FIT,
-                            "--out", map_fit[0]])
+    code, _, err = run_cli(
+        ["fit", m / "image.fits", "--psf", m / "psf.fits", *FIT, "--out", map_fit[0]]
+    )
     assert_clean_error(code, err, "already exists")
     assert (map_fit[0] / "summary.json").read_text() == before
 
@@ -169,8 +205,19 @@ def small_fits(tmp_path):
 
 
 def _fit(small_fits, *extra, image="image.fits", psf="psf.fits"):
-    return run_cli(["fit", small_fits / image, "--psf", small_fits / psf, "--method", "map",
-                    "--out", small_fits / "out", *extra])
+    return run_cli(
+        [
+            "fit",
+            small_fits / image,
+            "--psf",
+            small_fits / psf,
+            "--method",
+            "map",
+            "--out",
+            small_fits / "out",
+            *extra,
+        ]
+    )
 
 
 def test_missing_image(small_fits):
@@ -211,8 +258,8 @@ def test_no_pixel_scale(small_fits):
 
 
 @pytest.mark.parametrize(
-    "flag,value", [("--bkg-rms", "-1"), ("--bkg-rms", "nan"), ("--chains", "0"),
-                   ("--mask-radius", "abc")]
+    "flag,value",
+    [("--bkg-rms", "-1"), ("--bkg-rms", "nan"), ("--chains", "0"), ("--mask-radius", "abc")],
 )
 def test_bad_numbers(small_fits, flag, value):
     code, _, err = _fit(small_fits, flag, value)
@@ -266,13 +313,30 @@ def test_info_lists_versions_devices_and_model_card():
 
 def test_console_script_usage_errors_are_one_line():
     proc = subprocess.run(
-        [sys.executable, "-m", "vaelens.cli", "fit", "missing.fits", "--psf", "p.fits",
-         "--method", "map", "--out", "x"],
-        capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "vaelens.cli",
+            "fit",
+            "missing.fits",
+            "--psf",
+            "p.fits",
+            "--method",
+            "map",
+            "--out",
+            "x",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert "missing.fits" in proc.stderr and "not found" in proc.stderr
-    proc = subprocess.run([sys.executable, "-m", "vaelens.cli", "fit", "--method", "bogus"],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "vaelens.cli", "fit", "--method", "bogus"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2 and "invalid choice" in proc.stderr

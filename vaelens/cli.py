@@ -338,4 +338,7 @@ def _one_line(err: BaseException) -> str:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    # run the imported module's main, so that its CLIError is the one the commands raise
+    from vaelens.cli import main as _main
+
+    sys.exit(_main())

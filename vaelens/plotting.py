@@ -147,6 +147,7 @@ def plot_model(
     source_extent: Sequence[float] | None = None,
     title: str | None = None,
     units: str = "e-/s",
+    source_units: str = "e-/s per source px",
 ) -> Figure:
     """Data, model, normalised residuals and (optionally) the source mean and standard deviation.
 
@@ -169,6 +170,8 @@ def plot_model(
         Figure title (e.g. method and chi^2).
     units
         Label of the colour bars of the image panels.
+    source_units
+        Label of the colour bars of the source panels.
 
     Returns
     -------
@@ -214,13 +217,19 @@ def plot_model(
             norm=asinh_norm(src),
             cmap="viridis",
             title="source mean",
-            cbar=units,
+            cbar=source_units,
         )
         k += 1
     if source_std is not None:
         std = np.asarray(source_std, dtype=float)
         _image_panel(
-            fig, axes[k], std, extent=source_extent, cmap="viridis", title="source std", cbar=units
+            fig,
+            axes[k],
+            std,
+            extent=source_extent,
+            cmap="viridis",
+            title="source std",
+            cbar=source_units,
         )
     unit = "arcsec" if extent is not None else "pixel"
     for i, ax in enumerate(axes):

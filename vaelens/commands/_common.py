@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import time
@@ -82,8 +83,11 @@ def header_pixel_scale(header: Any) -> float | None:
     return None
 
 
+@functools.lru_cache(maxsize=1)
 def load_vae():
     """The pretrained VAE, or (with a warning) a random-weight VAE of the same architecture.
+
+    Loaded once per process (cached).
 
     Returns
     -------
@@ -150,9 +154,18 @@ def format_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], *, i
 
     header = [index, *columns]
     body = [[fmt(r.get(index))] + [fmt(r.get(c)) for c in columns] for r in rows]
-    widths = [max(len(h), *(len(b[i]) for b in body)) if body else len(h) for i, h in enumerate(header)]
-    line = "  ".join(h.rjust(w) if i else h.ljust(w) for i, (h, w) in enumerate(zip(header, widths)))
+    widths = [
+        max(len(h), *(len(b[i]) for b in body)) if body else len(h) for i, h in enumerate(header)
+    ]
+    line = "  ".join(
+        h.rjust(w) if i else h.ljust(w) for i, (h, w) in enumerate(zip(header, widths, strict=True))
+    )
     out = [line, "-" * len(line)]
     for b in body:
-        out.append("  ".join(x.rjust(w) if i else x.ljust(w) for i, (x, w) in enumerate(zip(b, widths))))
+        out.append(
+            "  ".join(
+                x.rjust(w) if i else x.ljust(w)
+                for i, (x, w) in enumerate(zip(b, widths, strict=True))
+            )
+        )
     return "\n".join(out) + "\n"

@@ -69,7 +69,15 @@ def render_model(params: dict[str, Any], data, spec, decoder) -> np.ndarray:
         for e in ("e1", "e2"):
             if f"{prefix}{e}" in params and f"{prefix}{e}" not in keys:
                 keys.append(f"{prefix}{e}")
-    p = {k: jax.numpy.asarray(params[k]) for k in keys}
+    p = {k: np.asarray(params[k], dtype=float) for k in keys}
+    for prefix in ("", "light_", "source_"):
+        if f"{prefix}e1" in p:  # |e| -> 1 can round to 1 in float32; keep the profile valid
+            e = float(np.hypot(p[f"{prefix}e1"], p[f"{prefix}e2"]))
+            if e >= 0.999:
+                log.warning("best-fit %se = %.4f clipped to 0.999 for rendering", prefix, e)
+                p[f"{prefix}e1"] = p[f"{prefix}e1"] * 0.999 / e
+                p[f"{prefix}e2"] = p[f"{prefix}e2"] * 0.999 / e
+    p = {k: jax.numpy.asarray(v) for k, v in p.items()}
 
     @jax.jit
     def render(p):
@@ -257,9 +265,9 @@ def write_fit_outputs(
             row.update(laplace[name])
         if truth and name in truth and np.ndim(truth[name]) == 0:
             row["truth"] = float(truth[name])
-            row["truth_minus_mean_in_sd"] = (row["truth"] - row["mean"]) / row["sd"] if row[
-                "sd"
-            ] > 0 else None
+            row["truth_minus_mean_in_sd"] = (
+                (row["truth"] - row["mean"]) / row["sd"] if row["sd"] > 0 else None
+            )
         params_out[name] = row
 
     summary = {
@@ -272,8 +280,11 @@ def write_fit_outputs(
     }
     write_json(folder / "summary.json", summary)
 
-    idata.attrs.update(clean_attrs({"vaelens_cli": to_jsonable(
-        {k: v for k, v in meta.items() if k != "map_losses"})}))
+    idata.attrs.update(
+        clean_attrs(
+            {"vaelens_cli": to_jsonable({k: v for k, v in meta.items() if k != "map_losses"})}
+        )
+    )
     post = idata.posterior
     for k in post.data_vars:
         if post[k].ndim > 3 and post[k].dtype == np.float64:

@@ -60,6 +60,8 @@ def run(args: argparse.Namespace) -> int:
         fit_args.command_line = getattr(args, "command_line", None)
         summary = fit_into(fit_args, tmp / "fit")
     sys.stdout.write(_outputs.format_summary(summary))
-    sys.stdout.write(f"wrote {Path(args.out)}/data (mock lens) and {Path(args.out)}/fit "
-                     "(MAP fit; see fit/model.png)\n")
+    sys.stdout.write(
+        f"wrote {Path(args.out)}/data (mock lens) and {Path(args.out)}/fit "
+        "(MAP fit; see fit/model.png)\n"
+    )
     return 0

@@ -76,8 +76,8 @@ def load_image_data(
     psf_scale = header_pixel_scale(psf_header)
     if psf_scale is not None and abs(psf_scale / scale - 1.0) > PIXEL_SCALE_RTOL:
         raise cli_error(
-            f"pixel-scale mismatch: image {scale:.5g}\"/px but PSF {psf_path.name} "
-            f"{psf_scale:.5g}\"/px; resample the PSF to the image pixel scale"
+            f'pixel-scale mismatch: image {scale:.5g}"/px but PSF {psf_path.name} '
+            f'{psf_scale:.5g}"/px; resample the PSF to the image pixel scale'
         )
     if psf_arr.shape[0] > pixels.shape[0] or psf_arr.shape[1] > pixels.shape[1]:
         raise cli_error(f"PSF {psf_arr.shape} is larger than the image {pixels.shape}")
@@ -154,11 +154,11 @@ def data_driven_spec(
     flux = max(flux, 10.0 * float(np.sqrt(np.sum(data.variance(np.zeros(data.shape))))))
     light = LensLightPriors()
     source_flux = (0.5 if lens_light else 1.0) * flux / 10.0
-    light = dataclasses.replace(
-        light, amp=0.5 * flux / _sersic_total_factor(4.0, light.R_sersic)
-    )
+    light = dataclasses.replace(light, amp=0.5 * flux / _sersic_total_factor(4.0, light.R_sersic))
     sersic = SersicPriors()
-    sersic = dataclasses.replace(sersic, amp=source_flux / _sersic_total_factor(1.5, sersic.R_sersic))
+    sersic = dataclasses.replace(
+        sersic, amp=source_flux / _sersic_total_factor(1.5, sersic.R_sersic)
+    )
     lens = LensPriors() if theta_E is None else dataclasses.replace(LensPriors(), theta_E=theta_E)
     return LensSpec(
         source_model=source,
@@ -172,6 +172,85 @@ def data_driven_spec(
 
 
 # --------------------------------------------------------------------------- inference
+def jitted_laplace(res):
+    """Add the Laplace covariance to a ``map_fit(..., laplace=False)`` result.
+
+    Same definition as :func:`vaelens.infer.map.laplace_covariance` (inverse Hessian of the
+    potential at the MAP, non-positive eigenvalues floored, delta method to the constrained
+    parameters) but with the Hessian and Jacobian compiled by ``jax.jit``, several times faster
+    than their eager evaluation for lens models.
+    """
+    import warnings
+
+    import jax
+
+    from vaelens.infer.flat import summary_vector
+
+    t0 = time.perf_counter()
+    fm = res.flat_model
+    x = jax.numpy.asarray(res.x)
+    h = np.asarray(jax.jit(jax.hessian(fm.potential))(x), dtype=np.float64)
+    h = 0.5 * (h + h.T)
+    w, v = np.linalg.eigh(h)
+    floor = max(float(np.max(np.abs(w))) * 1e-10, 1e-12)
+    n_bad = int(np.sum(w <= floor))
+    if n_bad:
+        warnings.warn(
+            f"Laplace approximation: the Hessian at the MAP has {n_bad} non-positive "
+            "eigenvalue(s) (not a strict minimum); those directions were floored",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    cov_u = (v / np.maximum(w, floor)) @ v.T
+
+    def derived(x):
+        return summary_vector(fm.constrain(fm.unravel(x)))
+
+    jac = np.asarray(jax.jit(jax.jacfwd(derived))(x), dtype=np.float64)
+    timings = dict(res.timings)
+    timings["laplace"] = time.perf_counter() - t0
+    timings["total"] = timings.get("total", 0.0) + timings["laplace"]
+    return dataclasses.replace(
+        res, cov_unconstrained=cov_u, cov=jac @ cov_u @ jac.T, timings=timings
+    )
+
+
+def laplace_inference_data(res, key, chains: int, samples: int):
+    """InferenceData of ``chains x samples`` independent Laplace draws around the MAP."""
+    import jax
+
+    from vaelens.infer.convert import to_inference_data
+
+    k_draw, k_eval = jax.random.split(key)
+    draws = dict(res.laplace_draws(k_draw, chains * samples))
+    # A poorly constrained direction can throw raw ellipticities far out, where tanh(|u|)
+    # rounds to |e| = 1 in float32 and the profiles reject the draw: cap |u| at 3 (|e| <= 0.995).
+    for name in [k for k in draws if k.endswith("e1_raw")]:
+        other = name.replace("e1_raw", "e2_raw")
+        u1, u2 = np.asarray(draws[name], float), np.asarray(draws[other], float)
+        scale = np.minimum(1.0, 3.0 / np.maximum(np.hypot(u1, u2), 1e-30))
+        draws[name], draws[other] = u1 * scale, u2 * scale
+    posterior = {
+        k: np.asarray(v).reshape(chains, samples, *np.shape(v)[1:]) for k, v in draws.items()
+    }
+    attrs = {
+        "method": f"map_{res.method}_laplace",
+        "map_loss": res.loss,
+        "map_chi2": res.chi2,
+        "num_starts": len(res.losses),
+        "timing": res.timings,
+    }
+    return to_inference_data(
+        res.model,
+        res.model_args,
+        res.model_kwargs,
+        posterior,
+        key=k_eval,
+        log_likelihood=False,
+        attrs=attrs,
+    )
+
+
 def run_inference(args: argparse.Namespace, data, spec, decoder, timer: StageTimer):
     """MAP (always), then the requested method; returns ``(idata, map_result, info)``."""
     import jax
@@ -183,8 +262,9 @@ def run_inference(args: argparse.Namespace, data, spec, decoder, timer: StageTim
     k_map, k_post, k_conv = jax.random.split(key, 3)
     with timer("map"):
         res = map_fit(
-            lens_model, data, spec, decoder, key=k_map, num_starts=args.starts
+            lens_model, data, spec, decoder, key=k_map, num_starts=args.starts, laplace=False
         )
+        res = jitted_laplace(res)
     info: dict[str, Any] = {
         "map_loss": res.loss,
         "map_chi2": res.chi2,
@@ -195,24 +275,35 @@ def run_inference(args: argparse.Namespace, data, spec, decoder, timer: StageTim
     }
     if args.method == "map":
         with timer("laplace draws"):
-            idata = res.to_inference_data(
-                k_post, num_samples=args.samples * args.chains, log_likelihood=False
-            )
+            idata = laplace_inference_data(res, k_post, args.chains, args.samples)
         return idata, res, info
     from vaelens import infer
 
     if args.method == "svi":
         with timer("svi"):
             idata = infer.svi(
-                lens_model, data, spec, decoder, key=k_post, init=res,
-                num_steps=args.svi_steps, num_samples=args.samples * args.chains,
+                lens_model,
+                data,
+                spec,
+                decoder,
+                key=k_post,
+                init=res,
+                num_steps=args.svi_steps,
+                num_samples=args.samples * args.chains,
             )
         return idata, res, info
     sampler = infer.nuts if args.method == "nuts" else infer.hmc
     with timer(args.method):
         idata = sampler(
-            lens_model, data, spec, decoder, key=k_post, init=res,
-            num_warmup=args.warmup, num_samples=args.samples, num_chains=args.chains,
+            lens_model,
+            data,
+            spec,
+            decoder,
+            key=k_post,
+            init=res,
+            num_warmup=args.warmup,
+            num_samples=args.samples,
+            num_chains=args.chains,
         )
     return idata, res, info
 

@@ -133,8 +133,9 @@ def fit_batches(vae, prepared: dict[str, np.ndarray], steps: int, batch_size: in
     decoder = vae.decoder_function()
     images, var = prepared["images"], prepared["noise_variance"]
     n = len(images)
-    out: dict[str, list] = {k: [] for k in ("z", "flux", "model", "chi2", "reduced_chi2",
-                                            "n_iter", "converged")}
+    out: dict[str, list] = {
+        k: [] for k in ("z", "flux", "model", "chi2", "reduced_chi2", "n_iter", "converged")
+    }
     with tqdm(total=n, desc="fit-galaxy", unit="galaxy") as bar:
         for start in range(0, n, batch_size):
             stop = min(start + batch_size, n)
@@ -195,8 +196,11 @@ def run(args: argparse.Namespace) -> int:
         pd.DataFrame(rows).to_csv(tmp / "results.csv", index=False)
         np.save(tmp / "latents.npy", res["z"])
         hdus = [fits.PrimaryHDU()]
-        for name, cube in (("STAMP", prepared["images"]), ("MODEL", res["model"]),
-                           ("RESIDUAL", resid)):
+        for name, cube in (
+            ("STAMP", prepared["images"]),
+            ("MODEL", res["model"]),
+            ("RESIDUAL", resid),
+        ):
             hdu = fits.ImageHDU(np.asarray(cube, np.float32), name=name)
             hdu.header["PIXSCALE"] = DECODER_PIXEL_SCALE
             hdus.append(hdu)
@@ -204,13 +208,17 @@ def run(args: argparse.Namespace) -> int:
         write_json(tmp / "summary.json", summary)
         titles = [f"{r['ident']}" for r in rows]
         fig = plotting.plot_galaxy_fit(
-            prepared["images"], res["model"], np.sqrt(prepared["noise_variance"]),
-            pixel_scale=DECODER_PIXEL_SCALE, titles=titles,
+            prepared["images"],
+            res["model"],
+            np.sqrt(prepared["noise_variance"]),
+            pixel_scale=DECODER_PIXEL_SCALE,
+            titles=titles,
         )
         fig.savefig(tmp / "galaxy_fit.png", dpi=90)
     shown = rows if len(rows) <= 20 else rows[:20]
-    sys.stdout.write(format_table(shown, ["flux", "chi2", "reduced_chi2", "n_iter", "converged"],
-                                  index="ident"))
+    sys.stdout.write(
+        format_table(shown, ["flux", "chi2", "reduced_chi2", "n_iter", "converged"], index="ident")
+    )
     if len(rows) > 20:
         sys.stdout.write(f"... ({len(rows) - 20} more in results.csv)\n")
     sys.stdout.write(

@@ -186,8 +186,14 @@ def simulate_mock(
     )
     model = np.asarray(full.pop("model_image"), np.float64)
     src = full.pop("source", None)
-    for key in ("e1_raw", "e2_raw", "light_e1_raw", "light_e2_raw", "source_e1_raw",
-                "source_e2_raw"):
+    for key in (
+        "e1_raw",
+        "e2_raw",
+        "light_e1_raw",
+        "light_e2_raw",
+        "source_e1_raw",
+        "source_e2_raw",
+    ):
         full.pop(key, None)
     if source == "catalog":
         full.pop("z", None)
@@ -301,7 +307,7 @@ def run(args: argparse.Namespace) -> int:
     peak_snr = float(np.max(mock["model"]) / args.bkg_rms)
     print(
         f"wrote {Path(args.out)}/image.fits, psf.fits, truth.json  "
-        f"(theta_E={t['theta_E']:.3f}\", gamma={t['gamma']:.3f}, source={args.source}, "
+        f'(theta_E={t["theta_E"]:.3f}", gamma={t["gamma"]:.3f}, source={args.source}, '
         f"decoder={mock['meta']['decoder']}, peak S/N={peak_snr:.0f})"
     )
     return 0

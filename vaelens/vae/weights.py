@@ -120,14 +120,15 @@ def load_state(path: str | Path, obj: nnx.Module | nnx.Optimizer, filter_: Any =
         if name not in stored:
             raise WeightsError(f"{path}: variable {name!r} missing (architecture mismatch?)")
         arr = stored[name]
-        if arr.size == 1 and np.size(leaf) == 1:  # scalars (e.g. optimizer step counts)
-            arr = arr.reshape(np.shape(leaf))
-        if arr.shape != np.shape(leaf):
+        shape = tuple(leaf.shape)  # works for arrays and abstract ShapeDtypeStructs
+        if arr.size == 1 and int(np.prod(shape)) == 1:  # scalars (e.g. optimizer step counts)
+            arr = arr.reshape(shape)
+        if arr.shape != shape:
             raise WeightsError(
                 f"{path}: variable {name!r} has shape {arr.shape}, network expects "
-                f"{np.shape(leaf)} (architecture mismatch?)"
+                f"{shape} (architecture mismatch?)"
             )
-        new.append(jax.numpy.asarray(arr, dtype=np.asarray(leaf).dtype))
+        new.append(jax.numpy.asarray(arr, dtype=leaf.dtype))
     nnx.update(obj, jax.tree_util.tree_unflatten(treedef, new))
 
 
@@ -229,7 +230,8 @@ def load_weights(path: str | Path, *, verify: bool = True) -> VAE:
                 f"{expected} recorded in {card_path(path)}"
             )
     config = VAEConfig.from_dict(card["config"])
-    model = VAE(config, rngs=nnx.Rngs(0))
+    # abstract model (shapes only, no random initialisation), then fill in the stored arrays
+    model = nnx.eval_shape(lambda: VAE(config, rngs=nnx.Rngs(0)))
     load_state(path, model, nnx.Param)
     return model
 
