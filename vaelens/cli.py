@@ -223,6 +223,15 @@ def _add_fit_arguments(p: argparse.ArgumentParser) -> None:
         default=300,
         help="MCMC draws per chain, SVI/Laplace posterior draws per chain (300)",
     )
+    p.add_argument(
+        "--max-tree-depth", type=_positive_int, default=10, help="NUTS maximum tree depth (10)"
+    )
+    p.add_argument(
+        "--dense-mass",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="dense (default) or diagonal mass matrix for NUTS/HMC, started from the Laplace one",
+    )
     p.add_argument("--svi-steps", type=_positive_int, default=2000, help="SVI steps (2000)")
     p.add_argument(
         "--supersampling",

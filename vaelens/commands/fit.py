@@ -12,6 +12,7 @@ import argparse
 import dataclasses
 import logging
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -279,6 +280,7 @@ def run_inference(args: argparse.Namespace, data, spec, decoder, timer: StageTim
         return idata, res, info
     from vaelens import infer
 
+    progress = os.environ.get("TQDM_DISABLE", "0") in ("", "0")
     if args.method == "svi":
         with timer("svi"):
             idata = infer.svi(
@@ -290,9 +292,12 @@ def run_inference(args: argparse.Namespace, data, spec, decoder, timer: StageTim
                 init=res,
                 num_steps=args.svi_steps,
                 num_samples=args.samples * args.chains,
+                progress_bar=progress,
+                log_likelihood=False,
             )
-        return idata, res, info
+        return _as_chains(idata, args.chains), res, info
     sampler = infer.nuts if args.method == "nuts" else infer.hmc
+    extra = {"max_tree_depth": args.max_tree_depth} if args.method == "nuts" else {}
     with timer(args.method):
         idata = sampler(
             lens_model,
@@ -304,8 +309,35 @@ def run_inference(args: argparse.Namespace, data, spec, decoder, timer: StageTim
             num_warmup=args.warmup,
             num_samples=args.samples,
             num_chains=args.chains,
+            dense_mass=args.dense_mass,
+            progress_bar=progress,
+            log_likelihood=False,
+            **extra,
         )
     return idata, res, info
+
+
+def _as_chains(idata, chains: int):
+    """Reshape a one-chain InferenceData of independent draws into ``chains`` chains."""
+    post = idata.posterior
+    if post.sizes.get("chain", 1) != 1 or chains < 2 or post.sizes["draw"] % chains:
+        return idata
+    import arviz as az
+
+    n = post.sizes["draw"] // chains
+    groups = {}
+    for group in ("posterior", "sample_stats"):
+        if hasattr(idata, group):
+            ds = getattr(idata, group)
+            groups[group] = {
+                k: np.asarray(ds[k].values).reshape(chains, n, *ds[k].shape[2:])
+                for k in ds.data_vars
+            }
+    dims = {k: list(post[k].dims[2:]) for k in post.data_vars}
+    out = az.from_dict(**groups, dims=dims, attrs=dict(idata.attrs))
+    if hasattr(idata, "observed_data"):
+        out.add_groups(observed_data=idata.observed_data)
+    return out
 
 
 # --------------------------------------------------------------------------- entry point

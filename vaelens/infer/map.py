@@ -39,8 +39,7 @@ def bfgs_solver(
     """BFGS (:func:`vaelens.infer.optim.bfgs_minimize`) as ``x0 -> (x, f, converged, nit)``."""
 
     def solve(x0):
-        ftol = 10.0 * float(jnp.finfo(x0.dtype).eps)
-        st = bfgs_minimize(fun, x0, max_iter=max_iter, gtol=gtol, ftol=ftol)
+        st = bfgs_minimize(fun, x0, max_iter=max_iter, gtol=gtol)
         return st.x, st.value, st.converged, st.iteration
 
     return solve

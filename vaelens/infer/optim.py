@@ -97,13 +97,15 @@ def bfgs_step(
     state: BFGSState,
     *,
     gtol: float = 1e-5,
-    ftol: float = 1e-10,
+    ftol: float = 1e-6,
+    dtol: float = 0.0,
     max_step: float = 1.0,
-    max_halvings: int = 30,
+    max_halvings: int = 20,
 ) -> BFGSState:
     """One BFGS iteration (direction, backtracking line search, inverse-Hessian update).
 
-    ``max_step`` caps the max-norm of a trial step in the unconstrained space.
+    See :func:`bfgs_minimize` for the tolerances; ``max_step`` caps the max-norm of a trial
+    step in the unconstrained space.
     """
     x, value, g, hinv = state.x, state.value, state.grad, state.inv_hessian
     n = x.shape[0]
@@ -136,10 +138,17 @@ def bfgs_step(
     good_curv = ok & (sy > 1e-12 * jnp.sqrt((s @ s) * (y @ y)) + 1e-300)
     hinv_new = jnp.where(good_curv, updated, jnp.where(ok, hinv, eye))
 
-    small = jnp.abs(value - value_new) <= ftol * jnp.maximum(1.0, jnp.abs(value_new))
-    stall = jnp.where(small, state.stall + 1, 0)
-    # a non-finite objective at the start cannot be fixed: stop (reported as not converged)
-    converged = (jnp.max(jnp.abs(g_new)) < gtol) | (stall >= 3)
+    # Newton decrement g.H^-1.g: twice the predicted remaining decrease, and the squared
+    # Mahalanobis distance to the optimum in the metric of the (approximate) Hessian.
+    decrement = g_new @ (hinv_new @ g_new)
+    precision = 10.0 * jnp.finfo(x.dtype).eps * jnp.abs(value_new)
+    small = (jnp.abs(value - value_new) <= ftol + precision) | (
+        (state.iteration >= 2) & (decrement < dtol)
+    )
+    # a failed line search along steepest descent cannot be rescued: stop
+    hopeless = ~ok & ~descent
+    stall = jnp.where(small | ~ok, state.stall + 1, 0)
+    converged = (jnp.max(jnp.abs(g_new)) < gtol) | (stall >= 3) | hopeless
     return BFGSState(x_new, value_new, g_new, hinv_new, state.iteration + 1, converged, stall)
 
 
@@ -149,7 +158,8 @@ def bfgs_minimize(
     *,
     max_iter: int = 500,
     gtol: float = 1e-5,
-    ftol: float = 1e-10,
+    ftol: float = 1e-6,
+    dtol: float = 0.0,
     max_step: float = 1.0,
 ) -> BFGSState:
     """Minimise ``fun`` from ``x0``; returns the final :class:`BFGSState`.
@@ -164,9 +174,12 @@ def bfgs_minimize(
         Iteration limit.
     gtol
         Convergence when the max-norm of the gradient falls below ``gtol``.
-    ftol
-        Convergence when the relative decrease stays below ``ftol`` for three iterations
-        (the reachable precision of a float32 objective).
+    ftol, dtol
+        An iteration counts as stalled when the objective decreased by less than ``ftol``
+        (absolute, plus the float precision of the objective) or the Newton decrement
+        ``g.H^-1.g`` (the squared distance to the optimum in units of the posterior width when
+        ``fun`` is a negative log density) is below ``dtol``; three stalled iterations in a row
+        (or a failed line search along steepest descent) end the run.
     max_step
         Largest trial step (max-norm) in the unconstrained space.
     """
@@ -176,6 +189,6 @@ def bfgs_minimize(
         return (state.iteration < max_iter) & ~state.converged & started
 
     def body(state):
-        return bfgs_step(fun, state, gtol=gtol, ftol=ftol, max_step=max_step)
+        return bfgs_step(fun, state, gtol=gtol, ftol=ftol, dtol=dtol, max_step=max_step)
 
     return jax.lax.while_loop(cond, body, bfgs_init(fun, x0))

@@ -6,6 +6,7 @@ Conventions are lenstronomy's: angles in arcsec, position angles in radians, ell
 ``vmap``. This subpackage imports neither NumPyro nor Flax.
 """
 
+from ._xla import XLA_CPU_OPTIONS
 from .forward import forward_model
 from .grid import PixelGrid
 from .light import Gaussian, LightProfile, PixelatedSource, Sersic, Shapelets
@@ -15,6 +16,7 @@ from .noise import draw_noise, noise_variance
 from .psf import convolve_psf, gaussian_psf
 
 __all__ = [
+    "XLA_CPU_OPTIONS",
     "EPL",
     "SIE",
     "SIS",

@@ -248,9 +248,13 @@ def block_average(image: jnp.ndarray, factor: int) -> jnp.ndarray:
     """Mean over non-overlapping ``factor x factor`` blocks of the last two axes."""
     if factor == 1:
         return image
-    *lead, h, w = image.shape
-    blocks = image.reshape(*lead, h // factor, factor, w // factor, factor)
-    return blocks.mean(axis=(-3, -1))
+    # A sum of strided slices instead of a reshape + reduce: XLA:CPU (jax 0.10) can compile a
+    # reduction fused with an expensive producer (gathers, series) into a very slow kernel.
+    out = 0.0
+    for a in range(factor):
+        for b in range(factor):
+            out = out + image[..., a::factor, b::factor]
+    return out / (factor * factor)
 
 
 def _check_factor(factor: Any) -> int:

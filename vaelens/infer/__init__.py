@@ -1,0 +1,39 @@
+"""Inference over NumPyro models: MAP (BFGS / L-BFGS + Laplace), SVI, NUTS / HMC.
+
+Every method works on the model's unconstrained parameters, starts from (or is) the multi-start
+MAP, and returns ArviZ InferenceData (:func:`svi`, :func:`nuts`, :func:`hmc`) or a frozen
+:class:`MAPResult` convertible to it. :func:`diagnostics` checks convergence and warns,
+:func:`compare_fits` sets the BFGS answer beside the posterior, :func:`reconstruct` gives mean
+and standard-deviation maps of the source and model image.
+"""
+
+from vaelens.infer.compare import FitComparison, compare_fits
+from vaelens.infer.convert import package_versions, to_inference_data
+from vaelens.infer.diagnostics import ConvergenceWarning, Diagnostics, diagnostics
+from vaelens.infer.flat import FlatModel, flatten_model
+from vaelens.infer.map import MAPResult, map_fit
+from vaelens.infer.mcmc import hmc, nuts
+from vaelens.infer.optim import BFGSState, bfgs_minimize
+from vaelens.infer.reconstruction import Reconstruction, reconstruct
+from vaelens.infer.svi import svi
+
+__all__ = [
+    "BFGSState",
+    "ConvergenceWarning",
+    "Diagnostics",
+    "FitComparison",
+    "FlatModel",
+    "MAPResult",
+    "Reconstruction",
+    "bfgs_minimize",
+    "compare_fits",
+    "diagnostics",
+    "flatten_model",
+    "hmc",
+    "map_fit",
+    "nuts",
+    "package_versions",
+    "reconstruct",
+    "svi",
+    "to_inference_data",
+]
