@@ -90,7 +90,7 @@ def test_traced_values_pass_unchecked_under_jit_grad_and_vmap():
     # out-of-range values are not inspected while traced (no ValueError)
     assert np.isfinite(float(f(2.0, 0.1, 1.0)))
     f(3.5, 0.1, 1.0)
-    g = jax.grad(lambda gm: EPL(1.0, gm).deflection(0.5, 0.2)[0])(2.2)
+    g = jax.grad(lambda th: SIE(th, 0.1, 0.0).deflection(0.5, 0.2)[0])(1.2)
     assert np.isfinite(float(g))
     out = jax.vmap(lambda th: SIS(th).deflection(0.5, 0.0)[0])(jnp.array([1.0, 2.0]))
     np.testing.assert_allclose(out, [1.0, 2.0])

@@ -215,6 +215,13 @@ def _add_fit_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--method", choices=["map", "svi", "nuts", "hmc"], required=True)
     p.add_argument("--starts", type=_positive_int, default=8, help="MAP multi-start count (8)")
+    p.add_argument(
+        "--optimizer",
+        choices=["lbfgs", "bfgs"],
+        default="lbfgs",
+        help="MAP optimiser (default lbfgs: in float32 it converges where BFGS's line search "
+        "stalls)",
+    )
     p.add_argument("--chains", type=_positive_int, default=2, help="MCMC chains (2)")
     p.add_argument("--warmup", type=_positive_int, default=300, help="MCMC warm-up steps (300)")
     p.add_argument(

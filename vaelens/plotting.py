@@ -419,8 +419,9 @@ def plot_comparison(
     Parameters
     ----------
     table
-        ``{name: {"map", "map_sd", "mean", "sd", "truth" (optional)}}`` or a pandas DataFrame
-        indexed by name with those columns (missing or NaN entries are skipped).
+        ``{name: {"map", "map_sd", "mean", "sd", "truth" (optional)}}``, a pandas DataFrame
+        indexed by name with those columns, or a :class:`vaelens.infer.FitComparison`
+        (``map_sigma`` is accepted for ``map_sd``; missing or NaN entries are skipped).
     labels
         Legend labels of the two estimates.
 
@@ -476,14 +477,18 @@ def plot_comparison(
 
 
 def _comparison_rows(table) -> list[tuple[str, dict[str, float]]]:
+    if hasattr(table, "to_dataframe"):  # vaelens.infer.FitComparison
+        table = table.to_dataframe()
     if hasattr(table, "iterrows"):
         items = [(str(idx), dict(row)) for idx, row in table.iterrows()]
     else:
         items = [(str(k), dict(v)) for k, v in table.items()]
     out = []
     for name, r in items:
+        if "map_sd" not in r and "map_sigma" in r:
+            r["map_sd"] = r["map_sigma"]
         clean = {
-            key: float(r.get(key, np.nan)) if r.get(key) is not None else np.nan
+            key: float(r[key]) if r.get(key) is not None else np.nan
             for key in ("map", "map_sd", "mean", "sd", "truth")
         }
         out.append((name, clean))

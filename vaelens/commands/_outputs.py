@@ -140,31 +140,24 @@ def _robust_std(draws: np.ndarray) -> np.ndarray:
 
 
 def diagnostics(idata, table) -> dict[str, Any]:
-    """Divergences, BFMI, worst R-hat and ESS over the scalar parameters, with warnings."""
-    import arviz as az
+    """Divergences, E-BFMI, worst R-hat and ESS of the scalar parameters, and the failed checks.
 
-    out: dict[str, Any] = {}
-    stats = getattr(idata, "sample_stats", None)
-    if stats is not None and "diverging" in stats:
-        out["divergences"] = int(np.asarray(stats["diverging"].values).sum())
-    if stats is not None and "energy" in stats:
-        try:
-            out["bfmi"] = [float(b) for b in np.atleast_1d(az.bfmi(idata))]
-        except (ValueError, TypeError, KeyError):
-            pass
+    The checks are those of :func:`vaelens.infer.diagnostics` (R-hat <= 1.01, bulk and tail
+    ESS >= 400, no divergence, E-BFMI >= 0.3).
+    """
+    from vaelens.infer import diagnostics as infer_diagnostics
+
+    d = infer_diagnostics(idata, list(table.index), rhat_max=RHAT_MAX, ess_min=ESS_MIN, warn=False)
+    out: dict[str, Any] = {
+        "divergences": int(d.num_divergent),
+        "num_draws": int(d.num_draws),
+        "bfmi": [float(b) for b in np.atleast_1d(d.bfmi)],
+    }
     if len(table):
         out["r_hat_max"] = float(np.nanmax(table["r_hat"])) if "r_hat" in table else None
         out["ess_bulk_min"] = float(np.nanmin(table["ess_bulk"])) if "ess_bulk" in table else None
         out["ess_tail_min"] = float(np.nanmin(table["ess_tail"])) if "ess_tail" in table else None
-    warnings = []
-    chains = idata.posterior.sizes.get("chain", 1)
-    if chains > 1 and out.get("r_hat_max") is not None and out["r_hat_max"] > RHAT_MAX:
-        warnings.append(f"R-hat up to {out['r_hat_max']:.3f} > {RHAT_MAX}")
-    if out.get("ess_bulk_min") is not None and out["ess_bulk_min"] < ESS_MIN:
-        warnings.append(f"bulk ESS down to {out['ess_bulk_min']:.0f} < {ESS_MIN}")
-    if out.get("divergences"):
-        warnings.append(f"{out['divergences']} divergent transitions")
-    out["warnings"] = warnings
+    out["warnings"] = list(d.problems)
     return out
 
 

@@ -263,7 +263,14 @@ def run_inference(args: argparse.Namespace, data, spec, decoder, timer: StageTim
     k_map, k_post, k_conv = jax.random.split(key, 3)
     with timer("map"):
         res = map_fit(
-            lens_model, data, spec, decoder, key=k_map, num_starts=args.starts, laplace=False
+            lens_model,
+            data,
+            spec,
+            decoder,
+            key=k_map,
+            num_starts=args.starts,
+            method=args.optimizer,
+            laplace=False,
         )
         res = jitted_laplace(res)
     info: dict[str, Any] = {
@@ -278,12 +285,13 @@ def run_inference(args: argparse.Namespace, data, spec, decoder, timer: StageTim
         with timer("laplace draws"):
             idata = laplace_inference_data(res, k_post, args.chains, args.samples)
         return idata, res, info
-    from vaelens import infer
+    from vaelens.infer.mcmc import hmc, nuts
+    from vaelens.infer.svi import svi
 
     progress = os.environ.get("TQDM_DISABLE", "0") in ("", "0")
     if args.method == "svi":
         with timer("svi"):
-            idata = infer.svi(
+            idata = svi(
                 lens_model,
                 data,
                 spec,
@@ -296,7 +304,7 @@ def run_inference(args: argparse.Namespace, data, spec, decoder, timer: StageTim
                 log_likelihood=False,
             )
         return _as_chains(idata, args.chains), res, info
-    sampler = infer.nuts if args.method == "nuts" else infer.hmc
+    sampler = nuts if args.method == "nuts" else hmc
     extra = {"max_tree_depth": args.max_tree_depth} if args.method == "nuts" else {}
     with timer(args.method):
         idata = sampler(
@@ -388,6 +396,7 @@ def fit_into(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
         "seed": args.seed,
         "decoder": decoder_kind,
         "starts": args.starts,
+        "optimizer": args.optimizer,
         "chains": args.chains,
         "warmup": args.warmup,
         "samples": args.samples,

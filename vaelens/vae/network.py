@@ -26,7 +26,7 @@ from flax import nnx
 
 from vaelens.vae.config import VAEConfig
 
-__all__ = ["VAE", "Encoder", "Decoder", "pixel_shuffle", "upsample_nearest"]
+__all__ = ["VAE", "Decoder", "Encoder", "conv3x3_same", "pixel_shuffle", "upsample_nearest"]
 
 
 def upsample_nearest(x: jax.Array, factor: int = 2) -> jax.Array:
@@ -45,6 +45,29 @@ def pixel_shuffle(x: jax.Array, factor: int) -> jax.Array:
     b, h, w, _ = x.shape
     x = x.reshape(b, h, w, factor, factor)
     return x.transpose(0, 1, 3, 2, 4).reshape(b, h * factor, w * factor)
+
+
+def conv3x3_same(x: jax.Array, conv: nnx.Conv) -> jax.Array:
+    """3x3 'SAME' convolution of ``(B, H, W, C)`` with the weights of ``conv``, as one matmul.
+
+    Numerically the cross-correlation of ``nnx.Conv`` (``lax.conv_general_dilated``), but written
+    as im2col (9 shifted copies concatenated along channels) followed by a single dot product.
+    On CPU this is as fast as the native convolution in straight-line code and ~30x faster for
+    its gradient inside ``lax.while_loop`` bodies (optimisers, NUTS), where XLA's convolution
+    backward pass is slow; batched (vmapped) inputs also become one large matmul.
+    """
+    kernel = conv.kernel[...]
+    kh, kw, c_in, c_out = kernel.shape
+    b, h, w, _ = x.shape
+    ph, pw = kh // 2, kw // 2
+    xp = jnp.pad(x, ((0, 0), (ph, ph), (pw, pw), (0, 0)))
+    cols = jnp.concatenate(
+        [xp[:, i : i + h, j : j + w, :] for i in range(kh) for j in range(kw)], axis=-1
+    )
+    out = cols @ kernel.reshape(kh * kw * c_in, c_out).astype(cols.dtype)
+    if conv.bias is not None:
+        out = out + conv.bias[...]
+    return out
 
 
 def _flatten_batch(x: jax.Array, n_core: int) -> tuple[jax.Array, tuple[int, ...]]:
@@ -117,10 +140,10 @@ class Decoder(nnx.Module):
         x = nnx.silu(self.dense(z))
         x = x.reshape(z.shape[0], self.base_size, self.base_size, self.base_channels)
         for conv in self.base_convs:
-            x = nnx.silu(conv(x))
+            x = nnx.silu(conv3x3_same(x, conv))
         for conv in self.convs:
-            x = nnx.silu(conv(upsample_nearest(x)))
-        x = jax.nn.softplus(pixel_shuffle(self.out(x), self.factor))
+            x = nnx.silu(conv3x3_same(upsample_nearest(x), conv))
+        x = jax.nn.softplus(pixel_shuffle(conv3x3_same(x, self.out), self.factor))
         if self.normalize_flux:
             return x / jnp.sum(x, axis=(-2, -1), keepdims=True)
         return x / self.intensity_scale
