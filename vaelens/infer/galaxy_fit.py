@@ -201,7 +201,8 @@ def make_galaxy_fitter(
     fit_one, fit_batch
         ``fit_one(image, noise_variance, z_init, mask) -> GalaxyFitResult`` with image
         ``(64, 64)``, noise_variance scalar or ``(64, 64)``, z_init ``(latent_dim,)`` and mask
-        ``(64, 64)`` of 0/1 (or all ones); ``fit_batch`` takes the same with a leading batch axis.
+        ``(64, 64)`` of 0/1 (or all ones); ``fit_batch`` takes the same with a leading batch axis
+        plus a static ``chunk_size`` (galaxies vmapped together; chunks run one after another).
     """
 
     def fit_one(image, noise_variance, z_init, mask):
@@ -244,7 +245,24 @@ def make_galaxy_fitter(
             converged=converged,
         )
 
-    return jax.jit(fit_one), jax.jit(jax.vmap(fit_one))
+    def fit_batch(images, noise_variances, z_init, masks, chunk_size):
+        # vmap within chunks, lax.map over chunks: on CPU small chunks keep the working set of
+        # the decoder in cache, which is faster per galaxy than one wide vmap.
+        n = images.shape[0]
+        n_chunks = -(-n // chunk_size)
+        pad = n_chunks * chunk_size - n
+
+        def chunked(a):
+            a = jnp.concatenate([a, jnp.repeat(a[-1:], pad, axis=0)]) if pad else a
+            return a.reshape(n_chunks, chunk_size, *a.shape[1:])
+
+        out = jax.lax.map(
+            lambda args: jax.vmap(fit_one)(*args),
+            (chunked(images), chunked(noise_variances), chunked(z_init), chunked(masks)),
+        )
+        return jax.tree.map(lambda a: a.reshape(n_chunks * chunk_size, *a.shape[2:])[:n], out)
+
+    return jax.jit(fit_one), jax.jit(fit_batch, static_argnames=("chunk_size",))
 
 
 def _prepare(image, noise_variance, z_init, mask, latent_dim, batched):
@@ -309,16 +327,20 @@ def fit_galaxies(
     z_init: jax.Array | None = None,
     mask: jax.Array | None = None,
     latent_dim: int = 64,
+    chunk_size: int = 8,
     **options,
 ) -> GalaxyFitResult:
-    """Batched (vmapped) :func:`fit_galaxy` of ``(B, 64, 64)`` stamps.
+    """Batched :func:`fit_galaxy` of ``(B, 64, 64)`` stamps in one compiled call.
 
+    Galaxies are fitted ``chunk_size`` at a time with ``jax.vmap`` (each keeps its own L-BFGS
+    state and stopping rule), chunks one after another with ``jax.lax.map``.
     ``noise_variances`` is a scalar, ``(B,)`` or ``(B, 64, 64)``; ``z_init`` is ``(B, latent_dim)``
     or None. Returns a :class:`GalaxyFitResult` whose fields have a leading batch axis.
     """
     _, fit_batch = make_galaxy_fitter(decoder, **options)
     images, var, z0, mask = _prepare(images, noise_variances, z_init, mask, latent_dim, True)
-    return fit_batch(images, var, z0, mask)
+    chunk_size = max(1, min(int(chunk_size), images.shape[0]))
+    return fit_batch(images, var, z0, mask, chunk_size=chunk_size)
 
 
 # --------------------------------------------------------------------- comparison models

@@ -1,0 +1,169 @@
+"""Unit tests of the inference machinery on cheap models (optimiser, Laplace, HMC, diagnostics)."""
+
+import arviz as az
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro
+import numpyro.distributions as dist
+import pytest
+
+from vaelens.infer import (
+    ConvergenceWarning,
+    bfgs_minimize,
+    diagnostics,
+    hmc,
+    map_fit,
+    nuts,
+    reconstruct,
+)
+
+
+def rosenbrock(x):
+    return jnp.sum(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1.0 - x[:-1]) ** 2)
+
+
+def test_bfgs_rosenbrock_vmapped():
+    x0 = jnp.array([[-1.2, 1.0, 0.5, -0.3], [2.0, -1.0, 0.0, 1.5]])
+    solve = jax.jit(jax.vmap(lambda x: bfgs_minimize(rosenbrock, x, max_iter=500, gtol=1e-8)))
+    st = solve(x0)
+    np.testing.assert_allclose(st.x, 1.0, atol=1e-5)
+    assert bool(jnp.all(st.converged))
+    assert np.all(np.asarray(st.iteration) < 500)
+
+
+def test_bfgs_recovers_from_nonfinite_trial_steps():
+    # log barrier: steps that leave x > 0 return inf / nan and must be backtracked
+    def f(x):
+        return jnp.sum(x - jnp.log(x))  # minimum at x = 1
+
+    st = bfgs_minimize(f, jnp.array([0.01, 30.0]), max_iter=200, gtol=1e-10)
+    np.testing.assert_allclose(st.x, 1.0, atol=1e-6)
+
+
+def gaussian_model(y=None):
+    """Conjugate model: mu ~ N(0, 10), log_s ~ N(0, 1) fixed-ish data; posterior known."""
+    mu = numpyro.sample("mu", dist.Normal(0.0, 10.0))
+    sigma = numpyro.sample("sigma", dist.LogNormal(0.0, 0.5))
+    numpyro.deterministic("twice_mu", 2 * mu)
+    numpyro.sample("y", dist.Normal(mu, sigma), obs=y)
+
+
+Y = np.random.default_rng(0).normal(3.0, 1.0, size=200)
+
+
+def linear_model(y):
+    """y ~ N(a + b t, 0.5): Gaussian posterior, Laplace exact."""
+    t = jnp.linspace(-1, 1, y.shape[0])
+    a = numpyro.sample("a", dist.Normal(0.0, 10.0))
+    b = numpyro.sample("b", dist.Normal(0.0, 10.0))
+    numpyro.sample("y", dist.Normal(a + b * t, 0.5), obs=y)
+
+
+@pytest.mark.parametrize("method", ["bfgs", "lbfgs"])
+def test_map_fit_laplace_is_exact_for_a_gaussian_posterior(method):
+    t = np.linspace(-1, 1, 50)
+    y = 1.0 + 2.0 * t + 0.5 * np.random.default_rng(1).normal(size=50)
+    res = map_fit(linear_model, y, key=jax.random.PRNGKey(0), num_starts=3, method=method,
+                  gtol=1e-8)
+    # exact posterior: precision = X^T X / 0.25 + I / 100
+    x = np.stack([np.ones_like(t), t], axis=1)
+    prec = x.T @ x / 0.25 + np.eye(2) / 100.0
+    cov = np.linalg.inv(prec)
+    mean = cov @ (x.T @ y / 0.25)
+    vals = res.summary_values()
+    np.testing.assert_allclose([vals["a"], vals["b"]], mean, rtol=1e-5)
+    np.testing.assert_allclose(res.cov, cov, rtol=1e-4)
+    assert res.losses.shape == (3,) and res.loss == pytest.approx(res.losses.min())
+    assert res.chi2 == pytest.approx(np.sum(((y - x @ mean) / 0.5) ** 2), rel=1e-5)
+    assert res.num_pixels == 50
+    idata = res.to_inference_data(jax.random.PRNGKey(1), num_samples=400)
+    assert idata.posterior.sizes["draw"] == 400
+    assert abs(float(idata.posterior["a"].mean()) - mean[0]) < 4 * np.sqrt(cov[0, 0] / 400) * 3
+
+
+def test_map_fit_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="method"):
+        map_fit(linear_model, Y[:10], key=jax.random.PRNGKey(0), method="newton")
+    with pytest.raises(ValueError, match="num_starts"):
+        map_fit(linear_model, Y[:10], key=jax.random.PRNGKey(0), num_starts=0)
+
+
+def test_hmc_and_nuts_on_a_known_posterior():
+    """Both samplers return the promised InferenceData and the right posterior mean of mu."""
+    init = map_fit(gaussian_model, Y, key=jax.random.PRNGKey(0), num_starts=2)
+    post_mean, post_sd = Y.mean(), Y.std() / np.sqrt(len(Y))
+    for sampler in (nuts, hmc):
+        idata = sampler(gaussian_model, Y, key=jax.random.PRNGKey(1), init=init,
+                        num_warmup=200, num_samples=300, num_chains=2, progress_bar=False)
+        assert {"posterior", "sample_stats", "observed_data", "log_likelihood"} <= set(
+            idata.groups()
+        )
+        assert {"mu", "sigma", "twice_mu"} <= set(idata.posterior.data_vars)
+        assert idata.log_likelihood["y"].shape == (2, 300, 200)
+        for stat in ("diverging", "energy", "lp", "acceptance_rate", "step_size", "chi2"):
+            assert stat in idata.sample_stats, stat
+        assert abs(float(idata.posterior["mu"].mean()) - post_mean) < 5 * post_sd / np.sqrt(50)
+        assert idata.attrs["method"] in ("nuts", "hmc") and "numpyro" in idata.attrs
+    assert "tree_depth" in idata.sample_stats or idata.attrs["method"] == "hmc"
+
+
+def _fake_idata(chains):
+    draws = np.asarray(chains)
+    n_chain, n_draw = draws.shape
+    return az.from_dict(
+        posterior={"theta_E": draws, "gamma": np.random.default_rng(2).normal(size=draws.shape)},
+        sample_stats={
+            "diverging": np.zeros(draws.shape, bool),
+            "energy": np.random.default_rng(3).normal(size=draws.shape),
+        },
+    )
+
+
+def test_diagnostics_warns_on_stuck_chains():
+    rng = np.random.default_rng(0)
+    # four chains stuck at different values: R-hat >> 1.01
+    bad = np.stack([1.0 + 0.1 * k + 0.001 * rng.normal(size=500) for k in range(4)])
+    with pytest.warns(ConvergenceWarning, match="R-hat"):
+        d = diagnostics(_fake_idata(bad))
+    assert not d.ok and d.summary.loc["theta_E", "r_hat"] > 1.1
+    assert "R-hat" in d.to_string()
+
+
+def test_diagnostics_warns_on_divergences_and_low_ess_but_passes_iid():
+    rng = np.random.default_rng(1)
+    idata = _fake_idata(rng.normal(size=(4, 1000)))
+    with _no_warning():
+        d = diagnostics(idata)
+    assert d.ok and d.num_divergent == 0
+    idata.sample_stats["diverging"][0, 5] = True
+    with pytest.warns(ConvergenceWarning, match="divergent"):
+        d = diagnostics(idata)
+    assert d.num_divergent == 1
+    short = _fake_idata(rng.normal(size=(2, 60)))
+    with pytest.warns(ConvergenceWarning, match="ess_bulk"):
+        diagnostics(short)
+
+
+class _no_warning:
+    def __enter__(self):
+        import warnings
+
+        self._cm = warnings.catch_warnings()
+        self._cm.__enter__()
+        warnings.simplefilter("error", ConvergenceWarning)
+
+    def __exit__(self, *exc):
+        return self._cm.__exit__(*exc)
+
+
+def test_reconstruct_mean_and_std():
+    rng = np.random.default_rng(0)
+    src = rng.normal(size=(2, 50, 8, 8))
+    idata = az.from_dict(posterior={"source": src, "theta_E": rng.normal(size=(2, 50))})
+    rec = reconstruct(idata)
+    np.testing.assert_allclose(rec.mean["source"], src.reshape(100, 8, 8).mean(0))
+    np.testing.assert_allclose(rec.std["source"], src.reshape(100, 8, 8).std(0, ddof=1))
+    assert rec.num_draws == 100 and "model_image" not in rec.mean
+    with pytest.raises(ValueError):
+        reconstruct(idata, var_names=("nothing",))
