@@ -20,7 +20,11 @@ from vaelens.vae import weights as weights_mod
 @pytest.fixture(scope="module")
 def decoder():
     path = weights_mod.PRETRAINED_DIR / f"{weights_mod.PRETRAINED_NAME}.safetensors"
-    vae = weights_mod.load_pretrained() if path.is_file() else VAE(VAEConfig.default(), rngs=nnx.Rngs(0))
+    vae = (
+        weights_mod.load_pretrained()
+        if path.is_file()
+        else VAE(VAEConfig.default(), rngs=nnx.Rngs(0))
+    )
     return vae.decoder_function()
 
 
@@ -41,7 +45,9 @@ def test_decoder_fit_recovers_truth_down_to_noise(decoder):
     clean = flux * fourier_shift(decoder(z_true), dx, dy)
     sigma = float(jnp.max(clean)) / 50.0  # peak S/N 50
     data = clean + sigma * jnp.asarray(rng.normal(size=(64, 64)))
-    res = fit_galaxy(decoder, data, sigma**2, z_init=z_true + 0.3 * jnp.asarray(rng.normal(size=64)))
+    res = fit_galaxy(
+        decoder, data, sigma**2, z_init=z_true + 0.3 * jnp.asarray(rng.normal(size=64))
+    )
     chi2_truth = float(jnp.sum((data - clean) ** 2) / sigma**2)
     # best fit at least as good as the truth (up to the prior term), and noise-limited
     assert float(res.chi2) <= chi2_truth + 5.0
@@ -58,8 +64,8 @@ def test_batched_fit_matches_single(decoder):
     clean = 100.0 * jax.vmap(decoder)(zs)
     sigma = float(jnp.max(clean)) / 30.0
     data = clean + sigma * jnp.asarray(rng.normal(size=clean.shape))
-    batch = fit_galaxies(decoder, data, jnp.full(3, sigma**2), z_init=zs, max_iter=40)
-    one = fit_galaxy(decoder, data[1], sigma**2, z_init=zs[1], max_iter=40)
+    batch = fit_galaxies(decoder, data, jnp.full(3, sigma**2), z_init=zs)
+    one = fit_galaxy(decoder, data[1], sigma**2, z_init=zs[1])
     assert batch.z.shape == (3, 64) and batch.model.shape == (3, 64, 64)
     np.testing.assert_allclose(float(batch.chi2[1]), float(one.chi2), rtol=1e-6)
     assert np.all(np.asarray(batch.reduced_chi2) < 1.2)

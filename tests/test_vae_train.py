@@ -40,7 +40,9 @@ def test_two_epochs_lower_loss_and_resume(tmp_path, data):
     assert full.history[1]["train_loss"] < full.history[0]["train_loss"]
 
     # interrupted after one epoch, then resumed from the checkpoint: same weights
-    part = train(cfg, train_images, val_images, checkpoint_dir=tmp_path / "b", stop_after_epoch=1, **KW)
+    part = train(
+        cfg, train_images, val_images, checkpoint_dir=tmp_path / "b", stop_after_epoch=1, **KW
+    )
     assert len(part.history) == 1
     resumed = train(cfg, train_images, val_images, checkpoint_dir=tmp_path / "b", **KW)
     assert len(resumed.history) == 2

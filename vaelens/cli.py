@@ -254,6 +254,11 @@ def _add_fit_arguments(p: argparse.ArgumentParser) -> None:
         help="prior median of the Einstein radius in arcsec (default 1.0, a factor 1.35 wide)",
     )
     p.add_argument("--truth", help="truth.json of a simulated lens (drawn on the plots)")
+    p.add_argument(
+        "--weights",
+        help="VAE weights (safetensors with its model card, or a training checkpoint); "
+        "default: the pretrained weights",
+    )
     p.add_argument("--out", required=True, help="output folder (must not exist unless --force)")
     p.add_argument("--force", action="store_true", help="replace an existing output folder")
 

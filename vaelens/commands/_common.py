@@ -83,25 +83,44 @@ def header_pixel_scale(header: Any) -> float | None:
     return None
 
 
-@functools.lru_cache(maxsize=1)
-def load_vae():
-    """The pretrained VAE, or (with a warning) a random-weight VAE of the same architecture.
+@functools.lru_cache(maxsize=2)
+def load_vae(weights: str | None = None):
+    """The VAE whose decoder is the source model.
 
-    Loaded once per process (cached).
+    Parameters
+    ----------
+    weights
+        Optional safetensors file: trained weights with their JSON model card next to them
+        (``vaelens train`` output, SHA-256 verified), or a bare training checkpoint
+        (``.../checkpoint/model.safetensors``) of the default architecture. None: the pretrained
+        weights shipped with vaelens or, if they are not installed, a random-weight network of
+        the same architecture (with a warning).
 
     Returns
     -------
     (vaelens.vae.VAE, str)
-        The network and ``"pretrained"`` or ``"random-weights"``.
+        The network (loaded once per process and argument) and a description.
     """
-    try:
-        from vaelens.vae import load_pretrained
+    from vaelens.vae import VAE, VAEConfig, WeightsError, load_pretrained, load_weights
 
+    if weights is not None:
+        path = require_file(weights, "weights file")
+        if path.with_suffix(".json").is_file():
+            return load_weights(path), f"weights {path}"
+        from flax import nnx
+
+        from vaelens.vae.weights import load_state
+
+        vae = VAE(VAEConfig.default(), rngs=nnx.Rngs(0))
+        try:
+            load_state(path, vae, nnx.Param)
+        except WeightsError:
+            load_state(path, vae)
+        return vae, f"checkpoint {path}"
+    try:
         return load_pretrained(), "pretrained"
     except (ImportError, FileNotFoundError, OSError, RuntimeError, ValueError) as err:
         from flax import nnx
-
-        from vaelens.vae import VAE, VAEConfig
 
         warnings.warn(
             f"pretrained VAE weights unavailable ({err}); using a RANDOM-WEIGHT decoder",
@@ -111,17 +130,18 @@ def load_vae():
         return VAE(VAEConfig.default(), rngs=nnx.Rngs(0)), "random-weights"
 
 
-def make_decoder(source: str = "vae"):
+def make_decoder(source: str = "vae", weights: str | None = None):
     """The decoder function of :func:`load_vae` (None for a non-VAE source).
 
     Returns
     -------
     (decoder, description)
-        ``decoder(z) -> (64, 64)`` and ``"pretrained"``, ``"random-weights"`` or ``"none"``.
+        ``decoder(z) -> (64, 64)`` and the description of :func:`load_vae` (``"none"`` for a
+        non-VAE source).
     """
     if source != "vae":
         return None, "none"
-    vae, kind = load_vae()
+    vae, kind = load_vae(None if weights is None else str(weights))
     return vae.decoder_function(), kind
 
 

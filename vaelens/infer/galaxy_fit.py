@@ -276,7 +276,12 @@ def _prepare(image, noise_variance, z_init, mask, latent_dim, batched):
     var = jnp.broadcast_to(var, image.shape)
     z0 = jnp.zeros((*lead, latent_dim), dtype) if z_init is None else jnp.asarray(z_init, dtype)
     mask = jnp.ones(image.shape, dtype) if mask is None else jnp.asarray(mask, dtype)
-    return image, var, jnp.broadcast_to(z0, (*lead, latent_dim)), jnp.broadcast_to(mask, image.shape)
+    return (
+        image,
+        var,
+        jnp.broadcast_to(z0, (*lead, latent_dim)),
+        jnp.broadcast_to(mask, image.shape),
+    )
 
 
 def fit_galaxy(
@@ -327,7 +332,7 @@ def fit_galaxies(
     z_init: jax.Array | None = None,
     mask: jax.Array | None = None,
     latent_dim: int = 64,
-    chunk_size: int = 8,
+    chunk_size: int = 4,
     **options,
 ) -> GalaxyFitResult:
     """Batched :func:`fit_galaxy` of ``(B, 64, 64)`` stamps in one compiled call.
@@ -443,11 +448,7 @@ def fit_sersic(
     tr = qxx + qyy + 1e-30
     e1m, e2m = 0.5 * (qxx - qyy) / tr, qxy / tr
     starts = np.array(
-        [
-            [np.log(r0 * f), np.log(n), e1m, e2m, cx, cy]
-            for n in (1.0, 4.0)
-            for f in (0.7, 1.5)
-        ]
+        [[np.log(r0 * f), np.log(n), e1m, e2m, cx, cy] for n in (1.0, 4.0) for f in (0.7, 1.5)]
     )
     fit = _sersic_fitter(tuple(image.shape), float(pixel_scale), int(supersampling), max_iter)
     p, a, models, chi2 = fit(image, w, psf_arr, jnp.asarray(starts, image.dtype))
@@ -534,7 +535,9 @@ def fit_shapelets(
     c = chi2[i - 1 : i + 2]
     denom = (lb[0] - lb[1]) * (lb[0] - lb[2]) * (lb[1] - lb[2])
     a2 = (lb[2] * (c[1] - c[0]) + lb[1] * (c[0] - c[2]) + lb[0] * (c[2] - c[1])) / denom
-    a1 = (lb[2] ** 2 * (c[0] - c[1]) + lb[1] ** 2 * (c[2] - c[0]) + lb[0] ** 2 * (c[1] - c[2])) / denom
+    a1 = (
+        lb[2] ** 2 * (c[0] - c[1]) + lb[1] ** 2 * (c[2] - c[0]) + lb[0] ** 2 * (c[1] - c[2])
+    ) / denom
     candidates = [betas[int(np.nanargmin(chi2))]]
     if a2 > 0:
         candidates.append(float(np.exp(np.clip(-a1 / (2 * a2), lb[0], lb[2]))))

@@ -1,9 +1,9 @@
 """Maximum a posteriori fit: multi-start BFGS / L-BFGS and the Laplace approximation.
 
 The negative log joint density ``U(x)`` of the model over its unconstrained parameters ``x``
-(see :mod:`vaelens.infer.flat`) is minimised from ``num_starts`` prior draws at once: one jitted
-optimiser is ``jax.vmap``-ed over the starts, so the whole multi-start run is a single compiled
-batch. The best start defines the MAP point ``x*``; the Laplace approximation is the Gaussian
+(see :mod:`vaelens.infer.flat`) is minimised from ``num_starts`` prior draws by one compiled
+program: the optimiser is mapped over the starts (``lax.map`` by default, ``jax.vmap`` with
+``vectorize=True``), so the model is compiled once whatever the number of starts. The best start defines the MAP point ``x*``; the Laplace approximation is the Gaussian
 ``N(x*, H^-1)`` with ``H`` the Hessian of ``U`` at ``x*`` (e.g. MacKay 2003, ch. 27), reported
 for the constrained and derived parameters ``f(x)`` by the delta method ``J H^-1 J^T`` with
 ``J = df/dx`` (forward-mode autodiff).
@@ -40,7 +40,7 @@ def bfgs_solver(
 
     def solve(x0):
         st = bfgs_minimize(fun, x0, max_iter=max_iter, gtol=gtol)
-        return st.x, st.value, st.converged, st.iteration
+        return st.x, st.value, st.converged, st.iteration, jnp.diag(st.inv_hessian)
 
     return solve
 
@@ -69,21 +69,52 @@ def lbfgs_solver(
         x, state = jax.lax.while_loop(cond, step, (x0, opt.init(x0)))
         count = otu.tree_get(state, "count")
         err = jnp.max(jnp.abs(otu.tree_get(state, "grad")))
-        return x, otu.tree_get(state, "value"), err < gtol, count
+        return x, otu.tree_get(state, "value"), err < gtol, count, jnp.full_like(x, jnp.nan)
 
     return solve
 
 
+def hessian_fd(
+    potential: Callable[[jax.Array], jax.Array], x: jax.Array, steps: jax.Array
+) -> np.ndarray:
+    """Hessian by central differences of the autodiff gradient (one compiled loop).
+
+    Column ``i`` is ``(g(x + h_i e_i) - g(x - h_i e_i)) / (2 h_i)``, exact for quadratics and
+    accurate to ``O(h^2)`` otherwise; the result is symmetrised. Only the gradient is compiled
+    (cheaper to compile than forward-over-reverse autodiff).
+    """
+    n = x.shape[0]
+    eye = jnp.eye(n, dtype=x.dtype) * steps[:, None].astype(x.dtype)
+    pts = jnp.concatenate([x[None] + eye, x[None] - eye])
+    g = np.asarray(jax.jit(lambda p: jax.lax.map(jax.grad(potential), p))(pts), np.float64)
+    h = (g[:n] - g[n:]) / (2.0 * np.asarray(steps, dtype=np.float64)[:, None])
+    return 0.5 * (h + h.T)
+
+
 def laplace_covariance(
-    potential: Callable[[jax.Array], jax.Array], x: jax.Array
+    potential: Callable[[jax.Array], jax.Array],
+    x: jax.Array,
+    *,
+    method: Literal["fd", "autodiff"] = "fd",
+    steps: jax.Array | None = None,
 ) -> tuple[np.ndarray, int]:
     """Inverse Hessian of ``potential`` at ``x`` and the number of non-positive eigenvalues.
 
-    Non-positive (or tiny) eigenvalues, found away from a strict minimum, are replaced by a small
-    positive floor so that the covariance stays usable; the count is returned for a warning.
+    ``method="autodiff"`` uses ``jax.hessian`` (forward over reverse); ``"fd"`` central
+    differences of the gradient (:func:`hessian_fd`) with ``steps`` (default
+    ``1e-4 (1 + |x|)``). Non-positive (or tiny) eigenvalues, found away from a strict minimum,
+    are replaced by a small positive floor so that the covariance stays usable; their count is
+    returned for a warning.
     """
-    h = np.asarray(jax.hessian(potential)(x), dtype=np.float64)
-    h = 0.5 * (h + h.T)
+    if method == "autodiff":
+        h = np.asarray(jax.hessian(potential)(x), dtype=np.float64)
+        h = 0.5 * (h + h.T)
+    elif method == "fd":
+        if steps is None:
+            steps = 1e-4 * (1.0 + jnp.abs(x))
+        h = hessian_fd(potential, x, jnp.asarray(steps))
+    else:
+        raise ValueError(f"method must be 'fd' or 'autodiff', got {method!r}")
     w, v = np.linalg.eigh(h)
     floor = max(float(np.max(np.abs(w))) * 1e-10, 1e-12)
     bad = int(np.sum(w <= floor))
@@ -226,6 +257,8 @@ def map_fit(
     init_values: dict[str, Any] | None = None,
     init_points: np.ndarray | None = None,
     laplace: bool = True,
+    hessian: Literal["fd", "autodiff"] = "fd",
+    vectorize: bool = False,
     model_kwargs: dict | None = None,
 ) -> MAPResult:
     """Multi-start MAP fit of a NumPyro model over its unconstrained parameters.
@@ -238,7 +271,7 @@ def map_fit(
     key
         ``jax.random`` key of the starting points.
     num_starts
-        Number of starts (prior draws), optimised as one vmapped batch.
+        Number of starts (prior draws), optimised by one compiled program.
     method
         ``"bfgs"`` (:func:`vaelens.infer.optim.bfgs_minimize`, dense BFGS with a backtracking
         line search that recovers from failures) or ``"lbfgs"`` (``optax.lbfgs``, zoom line
@@ -251,7 +284,17 @@ def map_fit(
     init_points
         Optional ``(n, dim)`` flat unconstrained starting points, used instead of prior draws.
     laplace
-        Compute the Laplace covariance (one Hessian, ``dim`` forward-over-reverse passes).
+        Compute the Laplace covariance.
+    hessian
+        ``"fd"``: central differences of the autodiff gradient, steps 1/100 of the BFGS
+        estimate of each posterior width (one compiled loop over ``2 dim`` gradients; cheap
+        to compile, exact for a Gaussian posterior); ``"autodiff"``: ``jax.hessian``.
+    vectorize
+        How the single compiled program runs the starts: ``False`` (default) loops over them
+        with ``lax.map`` (each start stops at its own convergence), ``True`` runs them as one
+        ``jax.vmap`` batch (in lock step until the slowest converges). On a CPU the loop is
+        faster: the batched gather/scatter of the source interpolation costs 2-3x per start
+        under ``vmap`` (measured on the lens model); on an accelerator ``vmap`` wins.
     model_kwargs
         Keyword arguments of the model.
 
@@ -271,11 +314,14 @@ def map_fit(
     if x0.ndim != 2 or x0.shape[1] != fm.dim:
         raise ValueError(f"init_points must have shape (n, {fm.dim})")
 
-    solver = bfgs_solver if method == "bfgs" else lbfgs_solver
-    solve = jax.jit(jax.vmap(solver(fm.potential, max_iter, gtol)))
+    solver = (bfgs_solver if method == "bfgs" else lbfgs_solver)(fm.potential, max_iter, gtol)
+    if vectorize:
+        solve = jax.jit(jax.vmap(solver))
+    else:
+        solve = jax.jit(lambda xs: jax.lax.map(solver, xs))
     compiled = solve.lower(x0).compile()
     t_compile = time.perf_counter()
-    xs, fs, ok, nit = jax.block_until_ready(compiled(x0))
+    xs, fs, ok, nit, hdiag = jax.block_until_ready(compiled(x0))
     t_opt = time.perf_counter()
 
     losses = np.asarray(fs, dtype=np.float64)
@@ -289,7 +335,15 @@ def map_fit(
     params = jax.device_get(fm.constrain(fm.unravel(x_best)))
     labels = tuple(flat_labels(params))
     if laplace:
-        cov_u, n_bad = laplace_covariance(fm.potential, x_best)
+        # finite-difference steps: a fraction of the BFGS estimate of each posterior width
+        # (1/100 in float64, 1/10 in float32 where gradient round-off is larger)
+        frac = 1e-1 if jnp.asarray(x_best).dtype == jnp.float32 else 1e-2
+        width = np.sqrt(np.abs(np.asarray(hdiag[best], dtype=np.float64)))
+        default = 1e-4 * (1.0 + np.abs(np.asarray(x_best, dtype=np.float64)))
+        steps = np.where(np.isfinite(width) & (width > 0), frac * width, default)
+        cov_u, n_bad = laplace_covariance(
+            fm.potential, x_best, method=hessian, steps=jnp.asarray(steps)
+        )
         if n_bad:
             warnings.warn(
                 f"Laplace approximation: the Hessian at the MAP has {n_bad} non-positive "
@@ -301,7 +355,8 @@ def map_fit(
         def derived(x):
             return summary_vector(fm.constrain(fm.unravel(x)))
 
-        jac = np.asarray(jax.jacfwd(derived)(x_best), dtype=np.float64)
+        # jit: only the summary sites are returned, so the likelihood is dead code
+        jac = np.asarray(jax.jit(jax.jacfwd(derived))(x_best), dtype=np.float64)
         cov = jac @ cov_u @ jac.T
     else:
         cov_u = np.full((fm.dim, fm.dim), np.nan)

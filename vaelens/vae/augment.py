@@ -14,7 +14,10 @@ __all__ = ["dihedral", "random_dihedral"]
 
 
 def dihedral(image: jax.Array, k: jax.Array) -> jax.Array:
-    """Apply symmetry ``k`` in 0..7 to a ``(H, W)`` image: ``rot90**(k % 4)``, then a flip if ``k >= 4``."""
+    """Apply symmetry ``k`` in 0..7 to a ``(H, W)`` image.
+
+    ``rot90`` applied ``k % 4`` times, then a left-right flip if ``k >= 4``.
+    """
     branches = [
         (lambda im, r=r, f=f: jnp.flip(jnp.rot90(im, r), axis=-1) if f else jnp.rot90(im, r))
         for f in (False, True)

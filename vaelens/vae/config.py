@@ -1,8 +1,9 @@
 """Configuration of the convolutional beta-VAE.
 
 A :class:`VAEConfig` fixes the architecture (and the default training loss weights) of
-:class:`vaelens.vae.VAE`. It is a frozen dataclass, so it can be printed, compared, hashed, stored in
-the JSON model card and rebuilt from it (:meth:`VAEConfig.to_dict`, :meth:`VAEConfig.from_dict`).
+:class:`vaelens.vae.VAE`. It is a frozen dataclass, so it can be printed, compared, hashed,
+stored in the JSON model card and rebuilt from it (:meth:`VAEConfig.to_dict`,
+:meth:`VAEConfig.from_dict`).
 """
 
 from __future__ import annotations

@@ -1,9 +1,12 @@
 """Convolutional beta-VAE for 64x64 galaxy stamps (Flax nnx).
 
 The decoder is the source-galaxy model of the lens code, evaluated at every optimiser and sampler
-step, so it is built for speed: a dense layer maps ``z`` to a small ``8 x 8`` feature map, two
-(nearest-neighbour 2x upsample + 3x3 convolution) stages bring it to ``32 x 32`` and a sub-pixel
-convolution (pixel shuffle, Shi et al. 2016, arXiv:1609.05158) produces the ``64 x 64`` image.
+step, so it is built for speed: a dense layer maps ``z`` to a small ``8 x 8 x 32`` feature map
+(with one 3x3 convolution there), one (nearest-neighbour 2x upsample + 3x3 convolution) stage
+brings it to ``16 x 16`` and a sub-pixel convolution (16 channels, pixel shuffle x4; Shi et al.
+2016, arXiv:1609.05158) produces the ``64 x 64`` image. The decoder's convolutions are evaluated
+as im2col matmuls (:func:`conv3x3_same`), which keeps their gradients fast inside
+``lax.while_loop`` bodies (optimisers, samplers) on CPU.
 A softplus keeps the image non-negative and, by default, the image is divided by its pixel sum.
 
 Image convention (both directions): images are normalised like the training stamps -- centred on
@@ -187,9 +190,7 @@ class VAE(nnx.Module):
         img = self.decoder(zz)
         return img.reshape(*batch_shape, *img.shape[1:])
 
-    def __call__(
-        self, images: jax.Array, key: jax.Array
-    ) -> tuple[jax.Array, jax.Array, jax.Array]:
+    def __call__(self, images: jax.Array, key: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
         """Encode, draw ``z`` by reparameterisation and decode.
 
         Parameters

@@ -139,7 +139,10 @@ def evaluate(
     beta: float | None = None,
     batch_size: int = 256,
 ) -> dict[str, float]:
-    """Mean loss, chi^2 per pixel and KL of ``model`` on a data set (fixed keys, no augmentation)."""
+    """Mean loss, chi^2 per pixel and KL of ``model`` on a data set.
+
+    Uses fixed reparameterisation keys derived from ``seed`` and no augmentation.
+    """
     images = np.asarray(images, np.float32)
     n = len(images)
     if n == 0:
@@ -257,9 +260,7 @@ def train(
     }
 
     model = VAE(config, rngs=nnx.Rngs(seed))
-    optimizer, schedule = _make_optimizer(
-        model, lr, warmup, total_steps, weight_decay, clip_norm
-    )
+    optimizer, schedule = _make_optimizer(model, lr, warmup, total_steps, weight_decay, clip_norm)
     history: list[dict[str, float]] = []
     elapsed = 0.0
     start_epoch = 0
@@ -381,7 +382,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     d.add_argument(
         "--val-fraction", type=float, default=0.05, help="synthetic fraction kept for validation"
     )
-    d.add_argument("--split-seed", type=int, default=0, help="seed of the real train/val/test split")
+    d.add_argument(
+        "--split-seed", type=int, default=0, help="seed of the real train/val/test split"
+    )
     t = parser.add_argument_group("training")
     t.add_argument("--config", choices=("default", "tiny"), default="default")
     t.add_argument("--epochs", type=int, default=10)

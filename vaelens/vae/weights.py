@@ -93,7 +93,9 @@ def save_state(path: str | Path, obj: nnx.Module | nnx.Optimizer, filter_: Any =
     arrays, _, _ = _flatten(state)
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    save_file({k: np.ascontiguousarray(v).reshape(np.shape(v)) for k, v in arrays.items()}, str(tmp))
+    save_file(
+        {k: np.ascontiguousarray(v).reshape(np.shape(v)) for k, v in arrays.items()}, str(tmp)
+    )
     tmp.replace(path)
 
 
