@@ -14,7 +14,7 @@ from vaelens import cli
 from vaelens.io_results import OutputExistsError, atomic_output_dir
 
 # A small, fast mock: 40 x 40 pixels of 0.08" (3.2" across, the Einstein ring inside), Sersic
-# source, no lens light; MAP with two starts.
+# source, no lens light; MAP with four starts.
 SIM = [
     "--size",
     "40",
@@ -33,7 +33,7 @@ FIT = [
     "sersic",
     "--no-lens-light",
     "--starts",
-    "2",
+    "4",
     "--samples",
     "60",
     "--chains",

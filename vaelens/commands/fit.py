@@ -173,6 +173,15 @@ def data_driven_spec(
 
 
 # --------------------------------------------------------------------------- inference
+def optimizer(choice: str) -> str:
+    """``bfgs`` or ``lbfgs``; ``auto`` picks BFGS in float64 and L-BFGS in float32."""
+    if choice != "auto":
+        return choice
+    import jax
+
+    return "bfgs" if jax.config.jax_enable_x64 else "lbfgs"
+
+
 def regularised_laplace(res, max_variance: float = 1.0):
     """The MAP result with its unconstrained Laplace covariance capped at ``max_variance``.
 
@@ -249,7 +258,7 @@ def run_inference(args: argparse.Namespace, data, spec, decoder, timer: StageTim
             decoder,
             key=k_map,
             num_starts=args.starts,
-            method=args.optimizer,
+            method=optimizer(args.optimizer),
         )
     info: dict[str, Any] = {
         "map_loss": res.loss,
@@ -334,6 +343,8 @@ def fit_into(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
     ``folder`` must exist (no atomicity here; :func:`run` and ``vaelens demo`` wrap this in
     :func:`vaelens.io_results.atomic_output_dir`). Returns the summary dictionary.
     """
+    import jax
+
     from vaelens.commands import _outputs
     from vaelens.commands.info import package_versions
 
@@ -375,7 +386,8 @@ def fit_into(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
         "seed": args.seed,
         "decoder": decoder_kind,
         "starts": args.starts,
-        "optimizer": args.optimizer,
+        "optimizer": optimizer(args.optimizer),
+        "x64": bool(jax.config.jax_enable_x64),
         "chains": args.chains,
         "warmup": args.warmup,
         "samples": args.samples,
