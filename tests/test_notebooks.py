@@ -1,7 +1,12 @@
 """The notebooks: stored outputs are complete, and 01-03 run end to end in fast mode.
 
 ``VAELENS_FAST=1`` shrinks each notebook (smaller images, short chains); they read the shared
-data as ``../shared/data`` and fall back to synthetic galaxies when it is absent.
+data as ``../shared/data`` and fall back to synthetic galaxies when it is absent. Notebook 01
+is executed by default; 02 and 03 (MAP + NUTS compilation, several minutes on a 2-core CPU)
+only with ``VAELENS_TEST_NOTEBOOKS=all``. Their building blocks are tested on their own:
+``simulate_lens``, ``map_fit``, ``nuts``, ``diagnostics``, ``reconstruct`` and ``compare_fits``
+in ``tests/test_infer_*.py``/``tests/test_models_*.py``, the figures in ``test_plotting.py`` and
+``regularised_laplace`` in ``test_cli_helpers.py``.
 """
 
 import os
@@ -37,6 +42,8 @@ def test_notebook_is_valid_executed_and_error_free(name):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ALL[:3])
 def test_notebook_runs_in_fast_mode(name, monkeypatch):
+    if name != ALL[0] and os.environ.get("VAELENS_TEST_NOTEBOOKS") != "all":
+        pytest.skip("MAP + NUTS notebook: set VAELENS_TEST_NOTEBOOKS=all to execute it")
     nbclient = pytest.importorskip("nbclient")
     pytest.importorskip("ipykernel")
     monkeypatch.setenv("VAELENS_FAST", "1")
@@ -45,8 +52,6 @@ def test_notebook_runs_in_fast_mode(name, monkeypatch):
         nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}}
     )
     client.execute()  # raises CellExecutionError on the first failing cell
-    text = "".join(
-        o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs
-    )
+    text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
     assert "FAST=True" in text
     assert os.environ["VAELENS_FAST"] == "1"

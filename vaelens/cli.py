@@ -318,6 +318,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.quiet:
         os.environ["TQDM_DISABLE"] = "1"
     _configure_jax(x64=bool(getattr(args, "x64", False)))
+    previous_handlers = _terminate_as_interrupt()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=FutureWarning, module="arviz")
         warnings.showwarning = _show_warning
@@ -331,6 +332,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise
             sys.stderr.write(f"vaelens {args.command}: error: {_one_line(err)}\n")
             return EXIT_USAGE
+        finally:
+            import signal
+
+            for signum, old in previous_handlers.items():
+                signal.signal(signum, old)
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):
@@ -338,6 +344,26 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
     if issubclass(category, (DeprecationWarning, PendingDeprecationWarning)):
         return
     sys.stderr.write(f"vaelens: warning: {_one_line(message)}\n")
+
+
+def _terminate_as_interrupt() -> dict:
+    """Treat SIGTERM (``kill``) like Ctrl-C, so the temporary output folder is removed.
+
+    Returns the previous handlers (restored by :func:`main` when it returns).
+    """
+    import signal
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = {}
+    try:
+        previous[signal.SIGTERM] = signal.signal(signal.SIGTERM, handler)
+        if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:  # background job (nohup ... &)
+            previous[signal.SIGINT] = signal.signal(signal.SIGINT, handler)
+    except ValueError:  # not in the main thread (e.g. called from a worker thread)
+        pass
+    return previous
 
 
 def _configure_jax(x64: bool = False) -> None:

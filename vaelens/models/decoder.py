@@ -28,7 +28,7 @@ def default_decoder() -> Decoder:
         from vaelens.vae import load_pretrained
 
         return load_pretrained().decoder_function()
-    except (ImportError, FileNotFoundError, OSError) as err:
+    except (ImportError, OSError, RuntimeError) as err:  # WeightsError is a RuntimeError
         raise RuntimeError(
             "no pretrained VAE decoder is available; pass decoder= explicitly "
             f"(e.g. VAE(VAEConfig.default(), rngs=nnx.Rngs(0)).decoder_function()): {err}"

@@ -1,0 +1,97 @@
+"""Building blocks of the command line: FITS reading, priors from the data, Laplace capping."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+from astropy.io import fits
+
+from vaelens.cli import CLIError
+from vaelens.commands import _common, fit
+
+
+def test_header_pixel_scale_from_pixscale_cd_matrix_or_cdelt():
+    assert _common.header_pixel_scale(fits.Header({"PIXSCALE": 0.05})) == 0.05
+    deg = 0.04 / 3600
+    cd = fits.Header({"CD1_1": -deg, "CD1_2": 0.0, "CD2_1": 0.0, "CD2_2": deg})
+    assert _common.header_pixel_scale(cd) == pytest.approx(0.04, rel=1e-9)
+    assert _common.header_pixel_scale(fits.Header({"CDELT1": -deg})) == pytest.approx(0.04)
+    assert _common.header_pixel_scale(fits.Header()) is None
+
+
+def test_sersic_total_flux_factor_matches_numerical_integral():
+    from vaelens.lensing import Sersic
+
+    n, r_s, pix = 1.0, 0.5, 0.01  # exponential profile; the +-5" box holds > 99.9% of the flux
+    g = (np.arange(-500, 500) + 0.5) * pix
+    x, y = np.meshgrid(g, g)
+    total = float(np.sum(Sersic(1.0, r_s, n).surface_brightness(x, y))) * pix**2
+    assert fit._sersic_total_factor(n, r_s) == pytest.approx(total, rel=0.01)
+
+
+def test_regularised_laplace_caps_only_wide_directions():
+    rng = np.random.default_rng(0)
+    q, _ = np.linalg.qr(rng.normal(size=(4, 4)))
+    cov = (q * np.array([1e-4, 1e-2, 5.0, 1e6])) @ q.T
+
+    @dataclasses.dataclass(frozen=True)
+    class Fake:
+        cov_unconstrained: np.ndarray
+
+    out = fit.regularised_laplace(Fake(cov), max_variance=1.0)
+    w = np.linalg.eigvalsh(out.cov_unconstrained)
+    np.testing.assert_allclose(np.sort(w), [1e-4, 1e-2, 1.0, 1.0], rtol=1e-6)
+
+
+def test_optimizer_auto_follows_precision():
+    import jax
+
+    assert fit.optimizer("bfgs") == "bfgs"
+    expected = "bfgs" if jax.config.jax_enable_x64 else "lbfgs"
+    assert fit.optimizer("auto") == expected
+
+
+def test_format_table_aligns_columns():
+    text = _common.format_table(
+        [{"p": "theta_E", "a": 1.23456789, "b": None}, {"p": "e1", "a": float("nan"), "b": 3}],
+        ["a", "b"],
+        index="p",
+    )
+    lines = text.splitlines()
+    assert lines[0].split() == ["p", "a", "b"]
+    assert lines[2].split() == ["theta_E", "1.235", "-"]
+    assert lines[3].split() == ["e1", "nan", "3"]
+    assert len({len(line) for line in (lines[0], lines[2], lines[3])}) == 1
+
+
+def test_read_fits_image_errors(tmp_path):
+    fits.HDUList(
+        [
+            fits.PrimaryHDU(),
+            fits.BinTableHDU.from_columns([fits.Column(name="A", format="D", array=np.zeros(3))]),
+        ]
+    ).writeto(tmp_path / "t.fits")
+    with pytest.raises(CLIError, match="holds no 2-d image"):
+        _common.read_fits_image(tmp_path / "t.fits", "image", 0)
+    with pytest.raises(CLIError, match=r"no HDU 'SCI'.*0:PRIMARY, 1:"):
+        _common.read_fits_image(tmp_path / "t.fits", "image", "SCI")
+    assert _common.parse_hdu("2") == 2 and _common.parse_hdu("EXPMAP") == "EXPMAP"
+
+
+def test_real_lens_inputs_follow_the_header(shared_data):
+    lens = shared_data / "lenses" / "lens_system1_F390W"
+    data = fit.load_image_data(lens / "image.fits", lens / "psf.fits", mask_radius=2.0)
+    assert data.shape == (120, 120)
+    assert data.pixel_scale == pytest.approx(0.04, rel=1e-4)
+    x, y = data.grid.coordinates_numpy()
+    assert x[0, 1] < x[0, 0]  # CD1_1 < 0: RA (x) grows to the left
+    assert y[1, 0] > y[0, 0]
+    assert x[0, 0] == pytest.approx(fits.getheader(lens / "image.fits")["RA0"], abs=1e-6)
+    assert isinstance(data.exposure_time, np.ndarray)  # the EXPMAP extension
+    r = np.hypot(x, y)
+    assert data.mask.sum() == np.sum(r <= 2.0)
+    # priors centred on the data: the lens light carries about half of the flux in the mask
+    spec = fit.data_driven_spec(data)
+    light_flux = spec.lens_light.amp * fit._sersic_total_factor(4.0, spec.lens_light.R_sersic)
+    assert light_flux == pytest.approx(0.5 * data.image[data.mask].sum(), rel=1e-6)
+    assert spec.include_lens_light and spec.source_model == "vae"
