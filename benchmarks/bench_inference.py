@@ -201,6 +201,12 @@ def main(argv=None) -> dict:
         samples *= 2
 
     cmp = compare_fits(res, post, truth, var_names=list(LENS))
+    svi_vs_nuts = {
+        n: float(
+            (post_svi.posterior[n].mean() - post.posterior[n].mean()) / post.posterior[n].std()
+        )
+        for n in LENS
+    }
     hits = interval_hits(post, truth)
     ess_per_s = {n: float(s.loc[n, "ess_bulk"]) / runs[-1]["wall_s"] for n in LENS}
     result = {
@@ -217,7 +223,9 @@ def main(argv=None) -> dict:
                 "chi2_per_pixel": res.chi2 / res.num_pixels,
                 "losses": res.losses.tolist(),
                 "iterations": np.asarray(res.num_iterations).tolist()},
-        "svi": {"wall_s": t_svi, "guide": "mvn"},
+        "svi": {"wall_s": t_svi, "guide": "mvn", **{k: v for k, v in post_svi.attrs.items()
+                                                        if k.startswith("timing")},
+                "mean_minus_nuts_mean_sigma": svi_vs_nuts},
         "nuts": {"chain_method": args.chain_method, "num_chains": 4, "runs": runs,
                  "ess_bulk_per_s": ess_per_s,
                  "converged": runs[-1]["max_rhat"] <= 1.01 and runs[-1]["min_ess_bulk"] >= 400},

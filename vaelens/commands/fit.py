@@ -276,6 +276,7 @@ def run_inference(args: argparse.Namespace, data, spec, decoder, timer: StageTim
     from vaelens.infer.svi import svi
 
     progress = os.environ.get("TQDM_DISABLE", "0") in ("", "0")
+    res_init = regularised_laplace(res)
     if args.method == "svi":
         with timer("svi"):
             idata = svi(
@@ -284,14 +285,13 @@ def run_inference(args: argparse.Namespace, data, spec, decoder, timer: StageTim
                 spec,
                 decoder,
                 key=k_post,
-                init=res,
+                init=res_init,
                 num_steps=args.svi_steps,
                 num_samples=args.samples * args.chains,
                 progress_bar=progress,
                 log_likelihood=False,
             )
         return _as_chains(idata, args.chains), res, info
-    res_init = regularised_laplace(res)
     sampler = nuts if args.method == "nuts" else hmc
     extra = {"max_tree_depth": args.max_tree_depth} if args.method == "nuts" else {}
     with timer(args.method):

@@ -3,7 +3,8 @@
 The negative log joint density ``U(x)`` of the model over its unconstrained parameters ``x``
 (see :mod:`vaelens.infer.flat`) is minimised from ``num_starts`` prior draws by one compiled
 program: the optimiser is mapped over the starts (``lax.map`` by default, ``jax.vmap`` with
-``vectorize=True``), so the model is compiled once whatever the number of starts. The best start defines the MAP point ``x*``; the Laplace approximation is the Gaussian
+``vectorize=True``), so the model is compiled once whatever the number of starts. The best
+start defines the MAP point ``x*``; the Laplace approximation is the Gaussian
 ``N(x*, H^-1)`` with ``H`` the Hessian of ``U`` at ``x*`` (e.g. MacKay 2003, ch. 27), reported
 for the constrained and derived parameters ``f(x)`` by the delta method ``J H^-1 J^T`` with
 ``J = df/dx`` (forward-mode autodiff).

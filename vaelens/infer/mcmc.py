@@ -1,11 +1,16 @@
 """NUTS and HMC sampling (NumPyro) initialised at the MAP, returning ArviZ InferenceData.
 
-Chains start from the MAP point jittered by a fraction of the Laplace standard deviations (in
-the unconstrained space), so warm-up begins inside the typical set instead of at a prior draw.
-The mass matrix is diagonal or dense and may be initialised from a covariance estimate: the
-Laplace covariance of a :class:`~vaelens.infer.MAPResult` or the covariance of an SVI fit (an
-InferenceData from :func:`vaelens.infer.svi`); warm-up adaptation then refines it (Stan-style
-windows, Hoffman & Gelman 2014, JMLR 15, 1593; Betancourt 2017, arXiv:1701.02434).
+The chains run in whitened coordinates ``u`` with ``x = x* + L u``, where ``x*`` is the MAP
+point (flat, unconstrained) and ``L L^T`` a covariance estimate: the Laplace covariance of a
+:class:`~vaelens.infer.MAPResult` (default) or the covariance of an SVI fit. This is exactly an
+initial (dense) inverse mass matrix ``L L^T`` (Neal 2011, Handbook of MCMC, sec. 5.4.1), but
+it also makes NumPyro's warm-up adaptation work in units of the posterior width: lens
+posteriors span orders of magnitude in scale (an Einstein radius known to 1e-4 of its value
+next to latent coordinates known to ~0.5), and Stan-style mass-matrix estimates from a short
+warm-up window, regularised towards the identity, would otherwise swamp the narrow directions
+and force tiny steps and maximal trees. Chains start at ``u = jitter * N(0, I)``, inside the
+typical set, and the diagonal or dense mass matrix is then adapted in Stan-style windows
+(Hoffman & Gelman 2014, JMLR 15, 1593; Betancourt 2017, arXiv:1701.02434).
 """
 
 from __future__ import annotations
@@ -19,78 +24,67 @@ import jax.numpy as jnp
 import numpy as np
 from numpyro.infer import HMC, MCMC, NUTS
 
-from vaelens.infer.convert import to_inference_data
+from vaelens.infer.convert import clean_attrs, to_inference_data
 from vaelens.infer.map import MAPResult, map_fit
 
-__all__ = ["nuts", "hmc", "initial_points"]
+__all__ = ["nuts", "hmc", "whitening"]
 
 
-def initial_points(
-    map_result: MAPResult, key: jax.Array, num_chains: int, jitter: float = 0.5
-) -> dict[str, jax.Array]:
-    """Unconstrained starting points ``(num_chains, ...)`` around the MAP.
+def whitening(map_result: MAPResult, init_mass: Any = "laplace") -> np.ndarray:
+    """Matrix ``L`` of the affine map ``x = x* + L u`` in which the chains run.
 
-    ``x_c = x* + jitter * L eps_c`` with ``L L^T`` the diagonal of the Laplace covariance.
+    ``L L^T`` is the covariance that initialises the geometry: the Laplace covariance
+    (``"laplace"``), the covariance of the unconstrained draws of an InferenceData (e.g. from
+    :func:`vaelens.infer.svi`), an explicit ``(dim, dim)`` covariance or ``(dim,)`` variances in
+    the flat unconstrained order, or None (identity: no preconditioning).
     """
-    sd = map_result.sigma_unconstrained
-    sd = np.where(np.isfinite(sd), sd, 0.0)
-    eps = np.asarray(jax.random.normal(key, (num_chains, len(map_result.x))))
-    flat = map_result.x[None, :] + jitter * sd[None, :] * eps
-    unravel = map_result.flat_model.unravel
-    dtype = jnp.asarray(map_result.x).dtype
-    return jax.vmap(unravel)(jnp.asarray(flat, dtype))
-
-
-def _inverse_mass(
-    map_result: MAPResult, init_mass: Any, dense: bool
-) -> np.ndarray | None:
-    """Initial inverse mass matrix in the flat unconstrained order, or None."""
+    dim = len(map_result.x)
     if init_mass is None:
-        return None
-    if isinstance(init_mass, str) and init_mass == "laplace":
+        return np.eye(dim)
+    if isinstance(init_mass, str):
+        if init_mass != "laplace":
+            raise ValueError(
+                "init_mass must be 'laplace', an InferenceData, an array or None, "
+                f"got {init_mass!r}"
+            )
         cov = map_result.cov_unconstrained
-    elif hasattr(init_mass, "posterior"):  # InferenceData, e.g. from svi(): sample covariance
+    elif hasattr(init_mass, "posterior"):
         cov = _unconstrained_covariance(map_result, init_mass)
     else:
         cov = np.asarray(init_mass, dtype=float)
-    if not np.all(np.isfinite(cov)):
-        return None
-    if cov.ndim == 2 and not dense:
-        return np.diag(cov).copy()
-    if cov.ndim == 1 and dense:
-        return np.diag(cov)
-    return cov
+        if cov.ndim == 1:
+            cov = np.diag(cov)
+    if cov.shape != (dim, dim) or not np.all(np.isfinite(cov)):
+        raise ValueError(f"the initial covariance must be finite with shape ({dim}, {dim})")
+    w, v = np.linalg.eigh(0.5 * (cov + cov.T))
+    w = np.clip(w, max(float(w.max()), 0.0) * 1e-12 + 1e-300, None)
+    return v * np.sqrt(w)
 
 
 def _unconstrained_covariance(map_result: MAPResult, idata: Any) -> np.ndarray:
-    """Covariance of the posterior draws of ``idata`` mapped to the unconstrained space."""
+    """Covariance of the posterior draws of ``idata`` mapped to the flat unconstrained space."""
     from jax.flatten_util import ravel_pytree
+    from numpyro import handlers
     from numpyro.distributions.transforms import biject_to
 
-    post = idata.posterior
     names = list(map_result.unconstrained)
-    tr = _trace_supports(map_result)
-    flats = []
-    draws = {n: np.asarray(post[n]).reshape((-1, *np.shape(map_result.params[n]))) for n in names}
-    n_draws = next(iter(draws.values())).shape[0]
-    for i in range(n_draws):
-        u = {n: biject_to(tr[n]).inv(jnp.asarray(draws[n][i])) for n in names}
-        flats.append(np.asarray(ravel_pytree(u)[0]))
-    return np.cov(np.stack(flats), rowvar=False)
-
-
-def _trace_supports(map_result: MAPResult) -> dict[str, Any]:
-    from numpyro import handlers
-
     tr = handlers.trace(
         handlers.seed(
-            handlers.substitute(
-                map_result.model, data={k: map_result.params[k] for k in map_result.unconstrained}
-            ),
+            handlers.substitute(map_result.model, data={k: map_result.params[k] for k in names}),
             jax.random.PRNGKey(0),
         )
     ).get_trace(*map_result.model_args, **map_result.model_kwargs)
-    return {n: tr[n]["fn"].support for n in map_result.unconstrained}
+    post = idata.posterior
+    draws = {
+        n: jnp.asarray(np.asarray(post[n]).reshape((-1, *np.shape(map_result.params[n]))))
+        for n in names
+    }
+
+    def to_flat(d):
+        return ravel_pytree({n: biject_to(tr[n]["fn"].support).inv(d[n]) for n in names})[0]
+
+    flat = np.asarray(jax.vmap(to_flat)(draws), dtype=np.float64)
+    return np.cov(flat, rowvar=False)
 
 
 def _run(
@@ -121,16 +115,17 @@ def _run(
         init = map_fit(model, *model_args, key=k_map, model_kwargs=model_kwargs,
                        **(map_kwargs or {}))
         timings["map"] = init.timings["total"]
-    inv_mass = _inverse_mass(init, init_mass, dense_mass)
-    params0 = initial_points(init, k_init, num_chains, jitter)
+    fm = init.flat_model
+    dtype = jnp.asarray(init.x).dtype
+    x_star = jnp.asarray(init.x, dtype)
+    lmat = jnp.asarray(whitening(init, init_mass), dtype)
 
+    def potential_u(u):
+        return fm.potential(x_star + lmat @ u)
+
+    u0 = jitter * jax.random.normal(k_init, (num_chains, fm.dim), dtype)
     kernel_cls = NUTS if kernel_name == "nuts" else HMC
-    kernel = kernel_cls(
-        model,
-        dense_mass=dense_mass,
-        inverse_mass_matrix=None if inv_mass is None else jnp.asarray(inv_mass),
-        **kernel_kwargs,
-    )
+    kernel = kernel_cls(potential_fn=potential_u, dense_mass=dense_mass, **kernel_kwargs)
     mcmc = MCMC(
         kernel,
         num_warmup=num_warmup,
@@ -143,15 +138,23 @@ def _run(
              "adapt_state.step_size")
     t1 = time.perf_counter()
     # one run (warm-up + sampling) = one compilation of the sampler
-    mcmc.run(k_mcmc, *model_args, init_params=params0, extra_fields=extra,
-             **dict(model_kwargs or {}))
+    mcmc.run(k_mcmc, init_params=u0 if num_chains > 1 else u0[0], extra_fields=extra)
     jax.block_until_ready(mcmc.last_state)
-    t3 = time.perf_counter()
-    timings["mcmc"] = t3 - t1
+    t2 = time.perf_counter()
+    timings["mcmc"] = t2 - t1
 
+    u = jnp.asarray(mcmc.get_samples(group_by_chain=True))
+    xs = x_star[None, None] + jnp.einsum("ij,cdj->cdi", lmat, u)
     latent = list(init.unconstrained)
-    samples = mcmc.get_samples(group_by_chain=True)
-    samples = {k: np.asarray(samples[k]) for k in latent}
+
+    def constrain(x):
+        out = fm.constrain(fm.unravel(x))
+        return {k: out[k] for k in latent}
+
+    flat = jax.jit(jax.vmap(constrain))(xs.reshape(-1, fm.dim))
+    samples = {
+        k: np.asarray(v).reshape((*u.shape[:2], *np.shape(v)[1:])) for k, v in flat.items()
+    }
     ex = mcmc.get_extra_fields(group_by_chain=True)
     num_steps = np.asarray(ex["num_steps"])
     stats = {
@@ -163,7 +166,7 @@ def _run(
         "n_steps": num_steps,
     }
     if kernel_name == "nuts":
-        stats["tree_depth"] = (np.log2(np.maximum(num_steps, 1)).astype(int) + 1)
+        stats["tree_depth"] = np.log2(np.maximum(num_steps, 1)).astype(int) + 1
     idata = to_inference_data(
         model,
         model_args,
@@ -173,14 +176,10 @@ def _run(
         sample_stats=stats,
         log_likelihood=log_likelihood,
         posterior_predictive=posterior_predictive,
-        attrs={},
     )
-    t4 = time.perf_counter()
-    timings.update(convert=t4 - t3, total=t4 - t0)
-    seed = np.asarray(jax.random.key_data(key) if jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
-                      else key).ravel().tolist()
-    from vaelens.infer.convert import clean_attrs
-
+    t3 = time.perf_counter()
+    timings.update(convert=t3 - t2, total=t3 - t0)
+    key_data = jax.random.key_data(key) if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) else key
     idata.attrs.update(
         clean_attrs(
             {
@@ -191,7 +190,7 @@ def _run(
                 "chain_method": chain_method,
                 "dense_mass": dense_mass,
                 "init_mass": init_mass if isinstance(init_mass, str | None) else "given",
-                "seed": seed,
+                "seed": np.asarray(key_data).ravel().astype(np.int64),
                 "map_loss": init.loss,
                 "map_chi2": init.chi2,
                 "timing": timings,
@@ -240,11 +239,12 @@ def nuts(
     init
         A :class:`MAPResult` of the same model and data; computed with ``map_kwargs`` if None.
     init_mass
-        Initial inverse mass matrix: ``"laplace"`` (the MAP's Laplace covariance), an
-        InferenceData of an SVI fit (covariance of its draws), an explicit array (flat
-        unconstrained order) or None (identity).
+        Covariance that whitens the sampling space (equivalently, the initial inverse mass
+        matrix): ``"laplace"`` (the MAP's Laplace covariance), an InferenceData of an SVI fit
+        (covariance of its draws), an explicit array (flat unconstrained order) or None
+        (identity). See :func:`whitening`.
     jitter
-        Chains start at ``x* + jitter * sigma_laplace * N(0, 1)`` (unconstrained space).
+        Chains start at ``u = jitter * N(0, I)`` in whitened units (``x* + jitter L eps``).
     max_tree_depth, target_accept_prob
         NUTS settings.
     progress_bar
