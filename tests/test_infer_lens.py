@@ -1,7 +1,7 @@
 """End-to-end inference on a simulated lens with known truth (float64, small image).
 
-One simulated EPL + shear lens with a toy decoder source (``blob_decoder(num_blobs=2)``, fast to
-compile), one multi-start MAP, one short NUTS run and one SVI fit are shared by the tests
+One simulated EPL + shear lens with a toy decoder source (``blob_decoder(mobile=False)``: fast to
+compile, smooth in ``z``), one multi-start MAP, one short NUTS run and one SVI fit are shared by the tests
 (module-scoped fixtures), which then check recovery, agreement and the output containers.
 Priors are centred on rough "user guesses" near the truth, as in a real fit.
 """
@@ -32,7 +32,7 @@ MAP_TOL = {"theta_E": 0.01, "gamma": 0.08, "e1": 0.02, "e2": 0.02, "center_x": 0
 
 @pytest.fixture(scope="module")
 def problem():
-    decoder = blob_decoder(num_blobs=2)
+    decoder = blob_decoder(num_blobs=4, mobile=False)
     spec = LensSpec(
         lens=LensPriors(theta_E=0.72, theta_E_scale=0.1),
         source=SourcePriors(size=1.0, amp=20.0, center_x=0.08, center_y=-0.05,
@@ -59,7 +59,7 @@ def posterior(problem, map_result):
     data, spec, decoder, _ = problem
     return nuts(lens_model, data, spec, decoder, key=jax.random.PRNGKey(3), init=map_result,
                 num_warmup=200, num_samples=200, num_chains=2, progress_bar=False,
-                posterior_predictive=True)
+                posterior_predictive=True, chain_method="sequential", max_tree_depth=7)
 
 
 @pytest.fixture(scope="module")

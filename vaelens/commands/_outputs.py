@@ -287,10 +287,8 @@ def write_fit_outputs(
     src_mean, src_std, src_ext = source_images(
         idata, spec, best if meta["method"] == "map" else None
     )
-    title = (
-        f"{meta['method'].upper()} fit, {best_label}: "
-        rf"$\chi^2$ = {chi2:.0f} over {n_pix} pixels"
-    )
+    what = "MAP" if best_label == "MAP" else f"{meta['method'].upper()}, {best_label}"
+    title = rf"{what}: $\chi^2$ = {chi2:.0f} over {n_pix} pixels (decoder: {meta.get('decoder')})"
     fig = plotting.plot_model(
         data.image,
         model,

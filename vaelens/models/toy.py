@@ -19,7 +19,11 @@ __all__ = ["blob_decoder"]
 
 
 def blob_decoder(
-    latent_dim: int = 64, num_blobs: int = 6, image_size: int = 64, seed: int = 0
+    latent_dim: int = 64,
+    num_blobs: int = 6,
+    image_size: int = 64,
+    seed: int = 0,
+    mobile: bool = True,
 ) -> Decoder:
     """A toy decoder ``z -> (image_size, image_size)`` unit-flux image.
 
@@ -32,7 +36,12 @@ def blob_decoder(
     image_size
         Side of the output image in pixels.
     seed
-        numpy seed of the fixed projection matrix.
+        numpy seed of the fixed projection matrix (and of the blob positions if not mobile).
+    mobile
+        If True the blob offsets and widths depend on ``z`` (through ``tanh``: a richer but
+        more non-linear family); if False they are fixed (drawn from ``seed``) and ``z`` only
+        sets the log-weights of the blobs and the bulge, so the image is a smooth, nearly
+        log-linear function of ``z`` and lens posteriors are close to Gaussian.
 
     Returns
     -------
@@ -45,6 +54,21 @@ def blob_decoder(
     u = (np.arange(image_size) - 0.5 * (image_size - 1)) / image_size  # stamp widths
     uu, vv = np.meshgrid(u, u)
     proj_j, uu_j, vv_j = jnp.asarray(proj), jnp.asarray(uu), jnp.asarray(vv)
+    fixed_c = rng.uniform(-0.15, 0.15, size=(2, num_blobs))
+    fixed_s = 0.025 * np.exp(rng.uniform(-0.3, 0.3, size=num_blobs))
+    blobs = np.exp(
+        -0.5 * ((uu[None] - fixed_c[0][:, None, None]) ** 2
+                + (vv[None] - fixed_c[1][:, None, None]) ** 2) / fixed_s[:, None, None] ** 2
+    )
+    bulge = np.exp(-0.5 * (uu**2 + vv**2) / 0.05**2)
+    fixed = jnp.asarray(np.concatenate([bulge[None], blobs]))  # (num_blobs + 1, n, n)
+
+    def decode_fixed(z: jax.Array) -> jax.Array:
+        p = jnp.einsum("kl,...l->...k", proj_j.astype(jnp.result_type(z, float)), z)
+        w = jnp.exp(0.3 * p[..., : num_blobs + 1])
+        w = w * jnp.asarray([1.0] + [0.4] * num_blobs)
+        img = jnp.einsum("...k,kij->...ij", w, fixed.astype(w.dtype))
+        return img / jnp.sum(img, axis=(-2, -1), keepdims=True)
 
     def decode(z: jax.Array) -> jax.Array:
         p = jnp.einsum("kl,...l->...k", proj_j.astype(jnp.result_type(z, float)), z)
@@ -63,4 +87,4 @@ def blob_decoder(
             img = img + w[..., k, None, None] * jnp.exp(-0.5 * r2 / sig[..., k, None, None] ** 2)
         return img / jnp.sum(img, axis=(-2, -1), keepdims=True)
 
-    return decode
+    return decode if mobile else decode_fixed
