@@ -1,7 +1,8 @@
 """``vaelens demo --out DIR``: simulate a mock lens with a VAE source and fit it by MAP.
 
 The quickest way to see vaelens work end to end (about a minute or two on a laptop CPU, most of
-it compilation). ``DIR`` receives
+it compilation; computed in float64 unless ``--float32``, because the float32 MAP and its
+Laplace errors are less reliable). ``DIR`` receives
 
 - ``data/``: ``image.fits``, ``psf.fits``, ``truth.json`` (as written by ``vaelens simulate``);
 - ``fit/``: the ``vaelens fit --method map`` outputs (``posterior.nc``, ``summary.csv``,

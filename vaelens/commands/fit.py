@@ -270,7 +270,9 @@ def run_inference(args: argparse.Namespace, data, spec, decoder, timer: StageTim
     }
     if args.method == "map":
         with timer("laplace draws"):
-            idata = laplace_inference_data(res, k_post, args.chains, args.samples)
+            idata = laplace_inference_data(
+                regularised_laplace(res), k_post, args.chains, args.samples
+            )
         return idata, res, info
     from vaelens.infer.mcmc import hmc, nuts
     from vaelens.infer.svi import svi
