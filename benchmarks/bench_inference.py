@@ -138,6 +138,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--num-starts", type=int, default=None)
     parser.add_argument("--chain-method", default="sequential",
                         choices=("sequential", "vectorized", "parallel"))
+    parser.add_argument("--max-tree-depth", type=int, default=8)
     parser.add_argument("--max-samples", type=int, default=2000,
                         help="cap of draws per chain when doubling for convergence")
     parser.add_argument("--out", type=Path, default=RESULTS)
@@ -174,7 +175,8 @@ def main(argv=None) -> dict:
         t = time.perf_counter()
         post = nuts(lens_model, data, spec, decoder, key=k_nuts, init=res, num_chains=4,
                     num_warmup=warmup, num_samples=samples, chain_method=args.chain_method,
-                    progress_bar=False, log_likelihood=False)
+                    max_tree_depth=args.max_tree_depth, progress_bar=False,
+                    log_likelihood=False)
         t_nuts = time.perf_counter() - t
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -1,8 +1,9 @@
 """End-to-end inference on a simulated lens with known truth (float64, small image).
 
-One simulated EPL + shear lens with a toy decoder source (``blob_decoder(mobile=False)``: fast to
-compile, smooth in ``z``), one multi-start MAP, one short NUTS run and one SVI fit are shared by the tests
-(module-scoped fixtures), which then check recovery, agreement and the output containers.
+One simulated EPL + shear lens with a toy decoder source (``blob_decoder(mobile=False)``: fast
+to compile, smooth in ``z``), one multi-start MAP, one short NUTS run and one SVI fit are shared
+by the tests (module-scoped fixtures), which then check recovery, agreement and the output
+containers.
 Priors are centred on rough "user guesses" near the truth, as in a real fit.
 """
 
@@ -50,7 +51,7 @@ def problem():
 @pytest.fixture(scope="module")
 def map_result(problem):
     data, spec, decoder, _ = problem
-    return map_fit(lens_model, data, spec, decoder, key=jax.random.PRNGKey(2), num_starts=6,
+    return map_fit(lens_model, data, spec, decoder, key=jax.random.PRNGKey(2), num_starts=4,
                    max_iter=1000)
 
 
@@ -58,7 +59,7 @@ def map_result(problem):
 def posterior(problem, map_result):
     data, spec, decoder, _ = problem
     return nuts(lens_model, data, spec, decoder, key=jax.random.PRNGKey(3), init=map_result,
-                num_warmup=200, num_samples=200, num_chains=2, progress_bar=False,
+                num_warmup=150, num_samples=150, num_chains=2, progress_bar=False,
                 posterior_predictive=True, chain_method="sequential", max_tree_depth=7)
 
 
@@ -66,7 +67,7 @@ def posterior(problem, map_result):
 def svi_posterior(problem, map_result):
     data, spec, decoder, _ = problem
     return svi(lens_model, data, spec, decoder, key=jax.random.PRNGKey(4), init=map_result,
-               guide="mvn", num_steps=400, num_samples=400)
+               guide="mvn", num_steps=300, num_samples=300)
 
 
 def test_map_recovers_lens_parameters(problem, map_result):
@@ -152,7 +153,7 @@ def test_galaxy_model_recovers_decoded_galaxy():
     sigma = 0.02 * clean.max()
     noisy = clean + sigma * np.random.default_rng(0).normal(size=clean.shape)
     res = map_fit(galaxy_model, noisy, sigma**2, decoder, key=jax.random.PRNGKey(8),
-                  num_starts=3, laplace=False)
+                  num_starts=2, laplace=False)
     model = res.params["model_image"]
     n = noisy.size
     # residuals at the noise level: chi^2 / N within 4 standard deviations of 1

@@ -96,7 +96,8 @@ def test_simulated_truth_is_the_model_mean():
     and the normalised residuals of the mock data are standard normal."""
     spec = LensSpec(supersampling=2, save_model_image=True)
     data, truth = simulate_lens(
-        jax.random.PRNGKey(3), spec, decoder=DECODER, shape=(30, 30), pixel_scale=0.06
+        jax.random.PRNGKey(3), spec, decoder=DECODER, shape=(30, 30), pixel_scale=0.06,
+        truth={"source_amp": 20.0},
     )
     latent = {k: truth[k] for k in ("theta_E", "gamma", "e1_raw", "e2_raw", "center_x",
                                     "center_y", "gamma1", "gamma2", "z", "source_center_x",
