@@ -25,6 +25,8 @@ from vaelens.models import (
     simulate_lens,
 )
 
+pytestmark = pytest.mark.slow
+
 LENS_PARAMS = ("theta_E", "gamma", "e1", "e2", "center_x", "center_y", "gamma1", "gamma2")
 #: absolute MAP tolerances (arcsec or dimensionless), besides the 4-sigma Laplace check
 MAP_TOL = {"theta_E": 0.01, "gamma": 0.08, "e1": 0.02, "e2": 0.02, "center_x": 0.01,
