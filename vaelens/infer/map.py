@@ -104,8 +104,9 @@ def laplace_covariance(
     ``method="autodiff"`` uses ``jax.hessian`` (forward over reverse); ``"fd"`` central
     differences of the gradient (:func:`hessian_fd`) with ``steps`` (default
     ``1e-4 (1 + |x|)``). Non-positive (or tiny) eigenvalues, found away from a strict minimum,
-    are replaced by a small positive floor so that the covariance stays usable; their count is
-    returned for a warning.
+    are replaced by their magnitude, at least ``1e-6`` of the largest (saddle-free Newton,
+    Dauphin et al. 2014), so that the covariance stays usable; their count is returned for a
+    warning.
     """
     if method == "autodiff":
         h = np.asarray(jax.hessian(potential)(x), dtype=np.float64)
@@ -117,9 +118,11 @@ def laplace_covariance(
     else:
         raise ValueError(f"method must be 'fd' or 'autodiff', got {method!r}")
     w, v = np.linalg.eigh(h)
-    floor = max(float(np.max(np.abs(w))) * 1e-10, 1e-12)
+    floor = max(float(np.max(np.abs(w))) * 1e-6, 1e-12)
     bad = int(np.sum(w <= floor))
-    w = np.maximum(w, floor)
+    # saddle-free repair: a negative curvature is replaced by its magnitude, a vanishing one
+    # by the floor, so no direction gets an absurdly large variance
+    w = np.maximum(np.abs(w), floor)
     return (v / w) @ v.T, bad
 
 
@@ -348,7 +351,7 @@ def map_fit(
         if n_bad:
             warnings.warn(
                 f"Laplace approximation: the Hessian at the MAP has {n_bad} non-positive "
-                "eigenvalue(s) (not a strict minimum); those directions were floored",
+                "eigenvalue(s) (not a strict minimum); their magnitudes were used instead",
                 RuntimeWarning,
                 stacklevel=2,
             )
