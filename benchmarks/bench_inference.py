@@ -37,7 +37,7 @@ import numpy as np
 
 from vaelens.data import hst_like_psf
 from vaelens.data.image_data import ImageData
-from vaelens.infer import compare_fits, diagnostics, map_fit, nuts, package_versions, svi
+from vaelens.infer import compare_fits, diagnostics, nuts, package_versions, staged_map_fit, svi
 from vaelens.infer.flat import flatten_model
 from vaelens.models import LensPriors, LensSpec, SourcePriors, lens_model, simulate_lens
 
@@ -140,6 +140,8 @@ def main(argv=None) -> dict:
                         choices=("sequential", "vectorized", "parallel"))
     parser.add_argument("--max-tree-depth", type=int, default=8)
     parser.add_argument("--progress", action="store_true", help="NUTS progress bar")
+    parser.add_argument("--num-warmup", type=int, default=None)
+    parser.add_argument("--num-samples", type=int, default=None)
     parser.add_argument("--max-samples", type=int, default=2000,
                         help="cap of draws per chain when doubling for convergence")
     parser.add_argument("--out", type=Path, default=RESULTS)
@@ -157,8 +159,9 @@ def main(argv=None) -> dict:
 
     num_starts = args.num_starts or (4 if quick else 8)
     t = time.perf_counter()
-    res = map_fit(lens_model, data, spec, decoder, key=k_map, num_starts=num_starts,
-                  max_iter=300 if quick else 1500, hessian="autodiff")
+    res = staged_map_fit(lens_model, data, spec, decoder, key=k_map, num_starts=num_starts,
+                         fixed={"z": np.zeros(spec.source.latent_dim, np.float32)},
+                         num_refine=2, max_iter=1500)
     t_map = time.perf_counter() - t
     log.info("MAP: %.1f s (%s), chi2/N = %.3f", t_map, res.timings,
              res.chi2 / res.num_pixels)
@@ -169,8 +172,8 @@ def main(argv=None) -> dict:
     t_svi = time.perf_counter() - t
     log.info("SVI: %.1f s", t_svi)
 
-    warmup = 150 if quick else 400
-    samples = 150 if quick else 400
+    warmup = args.num_warmup or (100 if quick else 400)
+    samples = args.num_samples or (100 if quick else 400)
     runs = []
     while True:
         t = time.perf_counter()
@@ -193,6 +196,9 @@ def main(argv=None) -> dict:
             "min_ess_tail": float(s["ess_tail"].min()),
             "divergences": diag.num_divergent,
             "mean_tree_depth": float(post.sample_stats["tree_depth"].mean()),
+            "mean_leapfrog_steps": float(post.sample_stats["n_steps"].mean()),
+            "gradients_per_s": float(post.sample_stats["n_steps"].sum()) * (
+                1.0 + warmup / samples) / t_nuts,
         }
         runs.append(run)
         log.info("NUTS %d+%d: %.1f s, max R-hat %.3f, min bulk ESS %.0f, %d divergences",

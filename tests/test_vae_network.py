@@ -10,7 +10,12 @@ from flax import nnx
 
 from vaelens.vae import VAE, VAEConfig
 from vaelens.vae.augment import dihedral, random_dihedral
-from vaelens.vae.network import pixel_shuffle
+from vaelens.vae.network import (
+    conv3x3_same,
+    pixel_shuffle,
+    upsample_conv3x3_same,
+    upsample_nearest,
+)
 
 
 @pytest.fixture(scope="module")
@@ -90,3 +95,20 @@ def test_dihedral_group_exact_and_flux_preserving():
     var = jnp.stack([img] * 5)
     aug, var_aug = random_dihedral(jax.random.key(0), batch, var)
     np.testing.assert_array_equal(np.asarray(aug), np.asarray(var_aug))
+
+
+def test_matmul_convolutions_equal_native_convolution():
+    conv = nnx.Conv(5, 7, (3, 3), rngs=nnx.Rngs(3))
+    x = jax.random.normal(jax.random.key(4), (2, 6, 8, 5), jnp.float32)
+    ref = conv(x)  # lax.conv_general_dilated, 'SAME'
+    np.testing.assert_allclose(
+        np.asarray(conv3x3_same(x, conv)), np.asarray(ref), rtol=1e-5, atol=1e-5
+    )
+    up_ref = conv(upsample_nearest(x))
+    up = upsample_conv3x3_same(x, conv)
+    assert up.shape == (2, 12, 16, 7)
+    np.testing.assert_allclose(np.asarray(up), np.asarray(up_ref), rtol=1e-5, atol=1e-5)
+    # gradients with respect to the input agree too
+    g_ref = jax.grad(lambda v: jnp.sum(jnp.sin(conv(upsample_nearest(v)))))(x)
+    g = jax.grad(lambda v: jnp.sum(jnp.sin(upsample_conv3x3_same(v, conv))))(x)
+    np.testing.assert_allclose(np.asarray(g), np.asarray(g_ref), rtol=1e-4, atol=1e-4)

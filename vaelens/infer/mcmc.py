@@ -16,6 +16,7 @@ typical set, and the diagonal or dense mass matrix is then adapted in Stan-style
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -50,6 +51,14 @@ def whitening(map_result: MAPResult, init_mass: Any = "laplace") -> np.ndarray:
         cov = map_result.cov_unconstrained
     elif hasattr(init_mass, "posterior"):
         cov = _unconstrained_covariance(map_result, init_mass)
+        if not np.all(np.isfinite(cov)):
+            warnings.warn(
+                "the covariance of the given posterior draws is not finite (a diverged SVI "
+                "fit?); whitening with the Laplace covariance instead",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            cov = map_result.cov_unconstrained
     else:
         cov = np.asarray(init_mass, dtype=float)
         if cov.ndim == 1:
@@ -84,6 +93,9 @@ def _unconstrained_covariance(map_result: MAPResult, idata: Any) -> np.ndarray:
         return ravel_pytree({n: biject_to(tr[n]["fn"].support).inv(d[n]) for n in names})[0]
 
     flat = np.asarray(jax.vmap(to_flat)(draws), dtype=np.float64)
+    flat = flat[np.all(np.isfinite(flat), axis=1)]
+    if flat.shape[0] < 2:
+        return np.full((flat.shape[1], flat.shape[1]), np.nan)
     return np.cov(flat, rowvar=False)
 
 

@@ -12,6 +12,7 @@ units of the posterior width (Kucukelbir et al. 2017, JMLR 18, 1 (ADVI); Kingma 
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -188,9 +189,16 @@ def svi(
     t2 = time.perf_counter()
     timings["optimize"] = t2 - t1
 
+    losses = np.asarray(result.losses)
+    if not np.all(np.isfinite(losses[-max(1, len(losses) // 10) :])):
+        warnings.warn(
+            "the SVI loss became non-finite: the fit diverged (lower learning_rate, or start "
+            "from a better MAP)",
+            RuntimeWarning,
+            stacklevel=2,
+        )
     draws = g.sample_posterior(k_draw, result.params, sample_shape=(num_samples,))
     samples = {k: np.asarray(draws[k])[None] for k in init.unconstrained}
-    losses = np.asarray(result.losses)
     idata = to_inference_data(
         model,
         tuple(model_args),

@@ -5,8 +5,10 @@ step, so it is built for speed: a dense layer maps ``z`` to a small ``8 x 8 x 32
 (with one 3x3 convolution there), one (nearest-neighbour 2x upsample + 3x3 convolution) stage
 brings it to ``16 x 16`` and a sub-pixel convolution (16 channels, pixel shuffle x4; Shi et al.
 2016, arXiv:1609.05158) produces the ``64 x 64`` image. The decoder's convolutions are evaluated
-as im2col matmuls (:func:`conv3x3_same`), which keeps their gradients fast inside
-``lax.while_loop`` bodies (optimisers, samplers) on CPU.
+as sums of per-tap matmuls (:func:`conv3x3_same`; the upsample + convolution stage at the low
+resolution, :func:`upsample_conv3x3_same`), which keeps them and their gradients fast inside
+``lax.while_loop`` / ``lax.scan`` bodies (optimisers, samplers) on CPU, for one image and for
+batches (batch folded into the matmul rows).
 A softplus keeps the image non-negative and, by default, the image is divided by its pixel sum.
 
 Image convention (both directions): images are normalised like the training stamps -- centred on
@@ -29,7 +31,15 @@ from flax import nnx
 
 from vaelens.vae.config import VAEConfig
 
-__all__ = ["VAE", "Decoder", "Encoder", "conv3x3_same", "pixel_shuffle", "upsample_nearest"]
+__all__ = [
+    "VAE",
+    "Decoder",
+    "Encoder",
+    "conv3x3_same",
+    "pixel_shuffle",
+    "upsample_conv3x3_same",
+    "upsample_nearest",
+]
 
 
 def upsample_nearest(x: jax.Array, factor: int = 2) -> jax.Array:
@@ -50,24 +60,69 @@ def pixel_shuffle(x: jax.Array, factor: int) -> jax.Array:
     return x.transpose(0, 1, 3, 2, 4).reshape(b, h * factor, w * factor)
 
 
-def conv3x3_same(x: jax.Array, conv: nnx.Conv) -> jax.Array:
-    """3x3 'SAME' convolution of ``(B, H, W, C)`` with the weights of ``conv``, as one matmul.
+def _shifted(xp: jax.Array, di: int, dj: int, h: int, w: int) -> jax.Array:
+    """``x[:, r + di, c + dj, :]`` for all ``(r, c)`` of an ``h x w`` map, from ``x`` zero-padded
+    by one pixel on each side (``xp``)."""
+    return xp[:, 1 + di : 1 + di + h, 1 + dj : 1 + dj + w, :]
 
-    Numerically the cross-correlation of ``nnx.Conv`` (``lax.conv_general_dilated``), but written
-    as im2col (9 shifted copies concatenated along channels) followed by a single dot product.
-    On CPU this is as fast as the native convolution in straight-line code and ~30x faster for
-    its gradient inside ``lax.while_loop`` bodies (optimisers, NUTS), where XLA's convolution
-    backward pass is slow; batched (vmapped) inputs also become one large matmul.
+
+def conv3x3_same(x: jax.Array, conv: nnx.Conv) -> jax.Array:
+    """3x3 'SAME' convolution of ``(B, H, W, C)`` with the weights of ``conv``, as 9 matmuls.
+
+    Numerically the cross-correlation of ``nnx.Conv`` (``lax.conv_general_dilated``) up to
+    float round-off, written as the sum over the 9 taps of (shifted input, batch and pixels
+    folded into the rows) @ (``C x C_out`` kernel slice). On CPU XLA's native convolution and its
+    gradient are 5-10x slower inside ``lax.while_loop`` / ``lax.scan`` bodies (optimisers,
+    NUTS), and an im2col concatenation becomes memory bound for batches; these plain matmuls
+    stay fast for one image and for large batches alike.
     """
-    kernel = conv.kernel[...]
+    kernel = conv.kernel[...].astype(x.dtype)
     kh, kw, c_in, c_out = kernel.shape
+    if (kh, kw) != (3, 3):
+        raise ValueError(f"conv3x3_same needs a 3x3 kernel, got {kh}x{kw}")
     b, h, w, _ = x.shape
-    ph, pw = kh // 2, kw // 2
-    xp = jnp.pad(x, ((0, 0), (ph, ph), (pw, pw), (0, 0)))
-    cols = jnp.concatenate(
-        [xp[:, i : i + h, j : j + w, :] for i in range(kh) for j in range(kw)], axis=-1
+    xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+    out = sum(
+        _shifted(xp, i - 1, j - 1, h, w).reshape(-1, c_in) @ kernel[i, j]
+        for i in range(3)
+        for j in range(3)
     )
-    out = cols @ kernel.reshape(kh * kw * c_in, c_out).astype(cols.dtype)
+    out = out.reshape(b, h, w, c_out)
+    if conv.bias is not None:
+        out = out + conv.bias[...]
+    return out
+
+
+# Nearest 2x upsampling then a 3x3 convolution: output row 2r + a sees upsampled rows
+# 2r + a - 1, 2r + a, 2r + a + 1, i.e. input rows r + offset with these kernel rows summed.
+_UPSAMPLE_TAPS = {0: {-1: (0,), 0: (1, 2)}, 1: {0: (0, 1), 1: (2,)}}
+
+
+def upsample_conv3x3_same(x: jax.Array, conv: nnx.Conv) -> jax.Array:
+    """``conv3x3_same(upsample_nearest(x, 2), conv)`` computed at the input resolution.
+
+    Each of the four output phases ``(a, b)`` (output pixel ``(2r + a, 2c + b)``) is a 2x2
+    convolution of the input ``(B, H, W, C)`` whose taps are sums of the 3x3 kernel taps, so the
+    result equals the upsample-then-convolve form up to float round-off with 16 instead of 36
+    ``C x C_out`` matmuls per input pixel and no upsampled copy.
+    """
+    kernel = conv.kernel[...].astype(x.dtype)
+    kh, kw, c_in, c_out = kernel.shape
+    if (kh, kw) != (3, 3):
+        raise ValueError(f"upsample_conv3x3_same needs a 3x3 kernel, got {kh}x{kw}")
+    b, h, w, _ = x.shape
+    xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+    phases = []
+    for a in (0, 1):
+        for bb in (0, 1):
+            out = 0
+            for di, rows in _UPSAMPLE_TAPS[a].items():
+                for dj, cols in _UPSAMPLE_TAPS[bb].items():
+                    k = sum(kernel[i, j] for i in rows for j in cols)
+                    out = out + _shifted(xp, di, dj, h, w).reshape(-1, c_in) @ k
+            phases.append(out)
+    out = jnp.stack(phases, axis=1).reshape(b, h, w, 2, 2, c_out)
+    out = out.transpose(0, 1, 3, 2, 4, 5).reshape(b, 2 * h, 2 * w, c_out)
     if conv.bias is not None:
         out = out + conv.bias[...]
     return out
@@ -145,11 +200,15 @@ class Decoder(nnx.Module):
         for conv in self.base_convs:
             x = nnx.silu(conv3x3_same(x, conv))
         for conv in self.convs:
-            x = nnx.silu(conv3x3_same(upsample_nearest(x), conv))
-        x = jax.nn.softplus(pixel_shuffle(conv3x3_same(x, self.out), self.factor))
+            x = nnx.silu(upsample_conv3x3_same(x, conv))
+        # softplus and the flux sum before the pixel shuffle (elementwise / order-free, so the
+        # same image); fused with the shuffle's transpose they are several times slower on CPU
+        x = jax.nn.softplus(conv3x3_same(x, self.out))
         if self.normalize_flux:
-            return x / jnp.sum(x, axis=(-2, -1), keepdims=True)
-        return x / self.intensity_scale
+            x = x / jnp.sum(x, axis=(-3, -2, -1), keepdims=True)
+        else:
+            x = x / self.intensity_scale
+        return pixel_shuffle(x, self.factor)
 
 
 class VAE(nnx.Module):
