@@ -13,7 +13,7 @@ import jax
 import numpy as np
 import pytest
 
-from vaelens.infer import compare_fits, diagnostics, map_fit, nuts, reconstruct, svi
+from vaelens.infer import compare_fits, diagnostics, map_fit, nuts, reconstruct, staged_map_fit, svi
 from vaelens.models import (
     GalaxyPriors,
     LensPriors,
@@ -53,8 +53,10 @@ def problem():
 @pytest.fixture(scope="module")
 def map_result(problem):
     data, spec, decoder, _ = problem
-    return map_fit(lens_model, data, spec, decoder, key=jax.random.PRNGKey(2), num_starts=4,
-                   max_iter=1000)
+    # the CLI's strategy: stage 1 with the source at z = 0, stage 2 with everything free
+    return staged_map_fit(lens_model, data, spec, decoder, key=jax.random.PRNGKey(2),
+                          fixed={"z": np.zeros(spec.source.latent_dim)}, num_starts=4,
+                          num_refine=2, max_iter=1000)
 
 
 @pytest.fixture(scope="module")
@@ -76,6 +78,9 @@ def test_map_recovers_lens_parameters(problem, map_result):
     _, _, _, truth = problem
     values, sigma = map_result.summary_values(), map_result.sigma
     assert map_result.loss == pytest.approx(np.min(map_result.losses))
+    # two refined stage-1 optima; the source is free again in stage 2
+    assert len(map_result.losses) == 2 and "stage1" in map_result.timings
+    assert np.any(np.abs(map_result.params["z"]) > 1e-3)
     # a good fit: chi^2 per pixel near one
     assert map_result.chi2 / map_result.num_pixels < 1.2
     for name in LENS_PARAMS:

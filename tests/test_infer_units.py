@@ -16,7 +16,9 @@ from vaelens.infer import (
     map_fit,
     nuts,
     reconstruct,
+    staged_map_fit,
 )
+from vaelens.infer.mcmc import whitening
 
 
 def rosenbrock(x):
@@ -80,6 +82,32 @@ def test_map_fit_laplace_is_exact_for_a_gaussian_posterior(method):
     idata = res.to_inference_data(jax.random.PRNGKey(1), num_samples=400)
     assert idata.posterior.sizes["draw"] == 400
     assert abs(float(idata.posterior["a"].mean()) - mean[0]) < 4 * np.sqrt(cov[0, 0] / 400) * 3
+
+
+def test_staged_map_fit_frees_the_fixed_sites_and_finds_the_exact_optimum():
+    t = np.linspace(-1, 1, 50)
+    y = 1.0 + 2.0 * t + 0.5 * np.random.default_rng(1).normal(size=50)
+    res = staged_map_fit(linear_model, y, key=jax.random.PRNGKey(0), fixed={"b": 0.0},
+                         num_starts=3, num_refine=2, gtol=1e-8)
+    x = np.stack([np.ones_like(t), t], axis=1)
+    prec = x.T @ x / 0.25 + np.eye(2) / 100.0
+    mean = np.linalg.solve(prec, x.T @ y / 0.25)
+    vals = res.summary_values()
+    # b was held at 0 in stage 1 and is free (and at its optimum, ~2) after stage 2
+    np.testing.assert_allclose([vals["a"], vals["b"]], mean, rtol=1e-5)
+    assert res.losses.shape == (2,) and "stage1" in res.timings
+    assert res.timings["total"] >= res.timings["stage1"]
+    with pytest.raises(ValueError, match="num_refine"):
+        staged_map_fit(linear_model, y, key=jax.random.PRNGKey(0), fixed={"b": 0.0},
+                       num_refine=0)
+
+
+def test_whitening_falls_back_to_laplace_for_non_finite_draws():
+    res = map_fit(linear_model, Y[:20], key=jax.random.PRNGKey(0), num_starts=2)
+    bad = az.from_dict(posterior={"a": np.full((1, 5), np.nan), "b": np.full((1, 5), np.nan)})
+    with pytest.warns(RuntimeWarning, match="not finite"):
+        lmat = whitening(res, bad)
+    np.testing.assert_allclose(lmat @ lmat.T, res.cov_unconstrained, rtol=1e-6, atol=1e-12)
 
 
 def test_map_fit_rejects_bad_arguments():

@@ -245,21 +245,38 @@ def run_inference(args: argparse.Namespace, data, spec, decoder, timer: StageTim
     """MAP (always), then the requested method; returns ``(idata, map_result, info)``."""
     import jax
 
-    from vaelens.infer.map import map_fit
+    from vaelens.infer.map import map_fit, staged_map_fit
     from vaelens.models import lens_model
 
     key = jax.random.PRNGKey(args.seed)
     k_map, k_post, k_conv = jax.random.split(key, 3)
     with timer("map"):
-        res = map_fit(
-            lens_model,
-            data,
-            spec,
-            decoder,
-            key=k_map,
-            num_starts=args.starts,
-            method=optimizer(args.optimizer),
-        )
+        if spec.source_model == "vae":
+            # stage 1: ``--starts`` prior draws with the source held at the decoder's mean galaxy
+            # (z = 0); stage 2, everything free: the best half of them refined plus half as
+            # many plain prior draws (see vaelens.infer.staged_map_fit)
+            res = staged_map_fit(
+                lens_model,
+                data,
+                spec,
+                decoder,
+                key=k_map,
+                fixed={"z": np.zeros(spec.source.latent_dim, np.float32)},
+                num_starts=args.starts,
+                num_refine=max(1, min(4, args.starts // 2)),
+                num_plain=max(1, args.starts // 2),
+                method=optimizer(args.optimizer),
+            )
+        else:
+            res = map_fit(
+                lens_model,
+                data,
+                spec,
+                decoder,
+                key=k_map,
+                num_starts=args.starts,
+                method=optimizer(args.optimizer),
+            )
     info: dict[str, Any] = {
         "map_loss": res.loss,
         "map_chi2": res.chi2,
@@ -307,6 +324,7 @@ def run_inference(args: argparse.Namespace, data, spec, decoder, timer: StageTim
             num_warmup=args.warmup,
             num_samples=args.samples,
             num_chains=args.chains,
+            chain_method="parallel" if jax.local_device_count() >= args.chains else "sequential",
             dense_mass=args.dense_mass,
             progress_bar=progress,
             log_likelihood=False,
