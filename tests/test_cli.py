@@ -189,6 +189,31 @@ def test_compare_two_folders(map_fit, mock):
     assert_clean_error(code, err, "not found")
 
 
+def test_fit_init_from_an_earlier_fit(map_fit, mock):
+    m = mock / "mock"
+    first = json.loads((map_fit[0] / "summary.json").read_text())
+    base = ["fit", m / "image.fits", "--psf", m / "psf.fits", *FIT]
+    base[base.index("--starts") + 1] = "2"
+    out = mock / "fit_restart"
+    code, _, err = run_cli([*base, "--init-from", map_fit[0], "--out", out])
+    assert code == 0, err
+    s = json.loads((out / "summary.json").read_text())
+    assert s["init_from"] == str(map_fit[0].resolve())
+    assert len(s["map_losses"]) == 2  # one start per chain of the earlier fit
+    # started from draws around the earlier optimum, BFGS returns to it
+    te0, te = first["parameters"]["theta_E"], s["parameters"]["theta_E"]
+    assert abs(te["map"] - te0["map"]) < 0.5 * te0["laplace_sd"]
+    assert s["map_loss"] <= first["map_loss"] + 1.0
+
+    # an earlier fit of another model (no lens light) cannot start this one
+    other = [a for a in base if a != "--no-lens-light"]
+    code, _, err = run_cli([*other, "--init-from", map_fit[0], "--out", mock / "bad"])
+    assert_clean_error(code, err, "--init-from", "light_amp")
+    assert not (mock / "bad").exists()
+    code, _, err = run_cli([*base, "--init-from", mock / "nope", "--out", mock / "bad"])
+    assert_clean_error(code, err, "not found")
+
+
 # --------------------------------------------------------------------------- errors
 @pytest.fixture()
 def small_fits(tmp_path):

@@ -228,6 +228,13 @@ def _add_fit_arguments(p: argparse.ArgumentParser) -> None:
         help="MAP starts (8); VAE sources are fitted in two stages (vaelens.infer.staged_map_fit)",
     )
     p.add_argument(
+        "--init-from",
+        metavar="FIT_DIR",
+        help="start the MAP from an earlier fit of the same image and model (its output folder "
+        "or posterior.nc): the lowest-chi2 draw of each of its chains, at most --starts, "
+        "refined by BFGS (no staged search)",
+    )
+    p.add_argument(
         "--optimizer",
         choices=["auto", "lbfgs", "bfgs"],
         default="auto",

@@ -241,6 +241,75 @@ def laplace_inference_data(res, key, chains: int, samples: int):
     )
 
 
+def load_init_draws(path: str | os.PathLike, num: int) -> list[dict[str, np.ndarray]]:
+    """Starting points taken from an earlier fit: the lowest-chi^2 draw of each of its chains.
+
+    ``path`` is the output folder of an earlier ``vaelens fit`` (or its ``posterior.nc``). The
+    draws are ordered by chi^2 (``sample_stats.chi2``; draw order without it) and at most
+    ``num`` are returned, as dictionaries of constrained values of every posterior variable.
+    """
+    p = Path(path).expanduser()
+    if p.is_dir():
+        p = p / "posterior.nc"
+    p = require_file(p, "--init-from posterior")
+    import arviz as az
+
+    try:
+        idata = az.from_netcdf(p)
+        post = idata.posterior
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's input error
+        raise cli_error(f"--init-from: cannot read {p} as ArviZ InferenceData ({exc})") from None
+    nchain, ndraw = post.sizes["chain"], post.sizes["draw"]
+    if "sample_stats" in idata.groups() and "chi2" in idata.sample_stats:
+        chi2 = np.asarray(idata.sample_stats["chi2"].values, dtype=np.float64)
+        chi2 = np.where(np.isfinite(chi2), chi2, np.inf).reshape(nchain, ndraw)
+    else:
+        chi2 = np.zeros((nchain, ndraw))
+    best_draw = np.argmin(chi2, axis=1)
+    order = np.argsort(chi2[np.arange(nchain), best_draw], kind="stable")[: max(1, num)]
+    return [{k: np.asarray(post[k].values[c, best_draw[c]]) for k in post.data_vars} for c in order]
+
+
+def init_points_from(model, model_args, draws, key) -> np.ndarray:
+    """Flat unconstrained starting points of ``model`` for constrained ``draws``.
+
+    Raises a CLI error when the draws do not hold every latent site of the model with the right
+    shape (the earlier fit used other model options, e.g. ``--source`` or ``--no-lens-light``).
+    """
+    from numpyro import handlers
+    from numpyro.distributions.transforms import biject_to
+
+    tr = handlers.trace(handlers.seed(model, key)).get_trace(*model_args)
+    sites = {
+        name: site
+        for name, site in sorted(tr.items())
+        if site["type"] == "sample" and not site["is_observed"]
+    }
+    points = []
+    for draw in draws:
+        missing = sorted(set(sites) - set(draw))
+        if missing:
+            raise cli_error(
+                f"--init-from: the earlier fit has no parameter(s) {', '.join(missing)}; "
+                "it was run with other model options"
+            )
+        parts = []
+        for name, site in sites.items():
+            value = np.asarray(draw[name], dtype=np.float64)
+            if value.shape != np.shape(site["value"]):
+                raise cli_error(
+                    f"--init-from: parameter {name} has shape {value.shape} in the earlier fit, "
+                    f"{np.shape(site['value'])} here"
+                )
+            u = np.asarray(biject_to(site["fn"].support).inv(value), dtype=np.float64)
+            parts.append(u.reshape(-1))
+        x = np.concatenate(parts)
+        if not np.all(np.isfinite(x)):
+            raise cli_error("--init-from: a starting point lies outside the prior's support")
+        points.append(x)
+    return np.stack(points)
+
+
 def run_inference(args: argparse.Namespace, data, spec, decoder, timer: StageTimer):
     """MAP (always), then the requested method; returns ``(idata, map_result, info)``."""
     import jax
@@ -251,7 +320,24 @@ def run_inference(args: argparse.Namespace, data, spec, decoder, timer: StageTim
     key = jax.random.PRNGKey(args.seed)
     k_map, k_post, k_conv = jax.random.split(key, 3)
     with timer("map"):
-        if spec.source_model == "vae":
+        if getattr(args, "init_from", None):
+            # restart: refine the best draw of each chain of an earlier fit
+            draws = load_init_draws(args.init_from, args.starts)
+            points = init_points_from(
+                lens_model, (data, spec, decoder), draws, jax.random.fold_in(k_map, 1)
+            )
+            log.info("MAP from %d draw(s) of %s", len(points), args.init_from)
+            res = map_fit(
+                lens_model,
+                data,
+                spec,
+                decoder,
+                key=k_map,
+                num_starts=len(points),
+                init_points=points.astype(np.float64 if jax.config.jax_enable_x64 else np.float32),
+                method=optimizer(args.optimizer),
+            )
+        elif spec.source_model == "vae":
             # stage 1: ``--starts`` prior draws with the source held at the decoder's mean galaxy
             # (z = 0); stage 2, everything free: the best half of them refined plus half as
             # many plain prior draws (see vaelens.infer.staged_map_fit)
@@ -397,6 +483,7 @@ def fit_into(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
     )
     decoder, decoder_kind = make_decoder(args.source, getattr(args, "weights", None))
     idata, res, info = run_inference(args, data, spec, decoder, timer)
+    init_from = getattr(args, "init_from", None)
     timer.times["inference_total"] = time.perf_counter() - t0
     meta = {
         "command": getattr(args, "command_line", None),
@@ -406,6 +493,7 @@ def fit_into(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
         "seed": args.seed,
         "decoder": decoder_kind,
         "starts": args.starts,
+        "init_from": str(Path(init_from).resolve()) if init_from else None,
         "optimizer": optimizer(args.optimizer),
         "x64": bool(jax.config.jax_enable_x64),
         "chains": args.chains,
