@@ -263,7 +263,8 @@ def main(argv=None) -> dict:
                               "warm_at_start": cache_warm},
         "init_mass": args.init_mass,
         "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(),
-                    "load_avg_1m": os.getloadavg()[0]},
+                    "load_avg_1m": os.getloadavg()[0], "backend": jax.default_backend(),
+                    "device": jax.devices()[0].device_kind},
         "versions": package_versions(),
     }
     print_table(result, cmp)

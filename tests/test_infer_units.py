@@ -102,6 +102,45 @@ def test_staged_map_fit_frees_the_fixed_sites_and_finds_the_exact_optimum():
                        num_refine=0)
 
 
+SPLIT_STARTS = """
+import json, sys
+import jax, numpy as np
+jax.config.update("jax_enable_x64", True)
+sys.path.insert(0, sys.argv[1])
+from test_infer_units import linear_model
+from vaelens.infer import map_fit
+y = 1.0 + 2.0 * np.linspace(-1, 1, 50) + 0.5 * np.random.default_rng(1).normal(size=50)
+out = {"devices": jax.local_device_count()}
+for n in (1, 2):
+    r = map_fit(linear_model, y, key=jax.random.PRNGKey(0), num_starts=5, devices=n, gtol=1e-8)
+    out[n] = {"losses": r.losses.tolist(), "points": r.final_points.tolist(), "x": r.x.tolist()}
+print(json.dumps(out))
+"""
+
+
+def test_map_fit_splits_starts_over_host_devices():
+    # two CPU host devices (set before JAX starts, so in a subprocess); 5 starts, padded to 6
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2")
+    here = str(Path(__file__).resolve().parent)
+    proc = subprocess.run([sys.executable, "-c", SPLIT_STARTS, here], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["devices"] == 2
+    one, two = out["1"], out["2"]
+    assert len(two["losses"]) == 5
+    # the same starts reach the same optima, in the same order, on one device or two
+    np.testing.assert_allclose(two["losses"], one["losses"], rtol=1e-10)
+    np.testing.assert_allclose(two["points"], one["points"], rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(two["x"], one["x"], rtol=1e-8, atol=1e-10)
+
+
 def test_whitening_falls_back_to_laplace_for_non_finite_draws():
     res = map_fit(linear_model, Y[:20], key=jax.random.PRNGKey(0), num_starts=2)
     bad = az.from_dict(posterior={"a": np.full((1, 5), np.nan), "b": np.full((1, 5), np.nan)})
@@ -115,6 +154,8 @@ def test_map_fit_rejects_bad_arguments():
         map_fit(linear_model, Y[:10], key=jax.random.PRNGKey(0), method="newton")
     with pytest.raises(ValueError, match="num_starts"):
         map_fit(linear_model, Y[:10], key=jax.random.PRNGKey(0), num_starts=0)
+    with pytest.raises(ValueError, match="devices"):
+        map_fit(linear_model, Y[:10], key=jax.random.PRNGKey(0), devices=0)
 
 
 def test_hmc_and_nuts_on_a_known_posterior():

@@ -336,7 +336,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("arviz").setLevel(logging.ERROR)
     if args.quiet:
         os.environ["TQDM_DISABLE"] = "1"
-    _parallel_chains(args)
+    _host_devices(args)
     _configure_jax(x64=bool(getattr(args, "x64", False)))  # demo: float64 unless --float32
     previous_handlers = _terminate_as_interrupt()
     with warnings.catch_warnings():
@@ -386,22 +386,26 @@ def _terminate_as_interrupt() -> dict:
     return previous
 
 
-def _parallel_chains(args: argparse.Namespace) -> None:
-    """Expose ``--chains`` host devices to JAX so that MCMC chains run in parallel.
+def _host_devices(args: argparse.Namespace) -> None:
+    """Expose several CPU host devices to JAX so that MAP starts and MCMC chains run in parallel.
 
-    XLA:CPU runs one chain's small kernels on about one core; NumPyro's ``parallel`` chain
-    method needs one JAX device per chain, which ``--xla_force_host_platform_device_count``
-    provides on a CPU (about 3x faster than sequential chains for 4 chains on 2 cores,
-    ``benchmarks/bench_inference.py``). Only before JAX has started, and only if the user did
-    not set the flag.
+    XLA:CPU runs one optimiser start's or one chain's small kernels on about one core. The
+    multi-start MAP splits its starts over the local devices (:func:`vaelens.infer.map_fit`)
+    and NumPyro's ``parallel`` chain method needs one device per chain;
+    ``--xla_force_host_platform_device_count`` provides them on a CPU (one per core, and at
+    least ``--chains`` for NUTS/HMC: about 3x faster than sequential chains for 4 chains on 2
+    cores, ``benchmarks/bench_inference.py``). Only for ``fit`` and ``demo``, only before JAX
+    has started, and only if the user did not set the flag. On an accelerator JAX ignores it.
     """
-    chains = int(getattr(args, "chains", 1) or 1)
-    if getattr(args, "method", None) not in ("nuts", "hmc") or chains < 2:
+    if getattr(args, "command", None) not in ("fit", "demo"):
         return
+    n = os.cpu_count() or 1
+    if getattr(args, "method", None) in ("nuts", "hmc"):
+        n = max(n, int(getattr(args, "chains", 1) or 1))
     flags = os.environ.get("XLA_FLAGS", "")
-    if "xla_force_host_platform_device_count" in flags or "jax" in sys.modules:
+    if n < 2 or "xla_force_host_platform_device_count" in flags or "jax" in sys.modules:
         return
-    os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={chains}".strip()
+    os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={n}".strip()
 
 
 def _configure_jax(x64: bool = False) -> None:

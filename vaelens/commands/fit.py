@@ -310,6 +310,19 @@ def init_points_from(model, model_args, draws, key) -> np.ndarray:
     return np.stack(points)
 
 
+def chain_method(chains: int) -> str:
+    """How NumPyro runs the chains: one device each where there are enough devices ("parallel";
+    ``vaelens fit`` asks for one CPU host device per chain), in one batch on a single
+    accelerator ("vectorized"), else one after the other ("sequential")."""
+    import jax
+
+    if chains > 1 and jax.local_device_count() >= chains:
+        return "parallel"
+    if chains > 1 and jax.default_backend() != "cpu":
+        return "vectorized"
+    return "sequential"
+
+
 def run_inference(args: argparse.Namespace, data, spec, decoder, timer: StageTimer):
     """MAP (always), then the requested method; returns ``(idata, map_result, info)``."""
     import jax
@@ -410,7 +423,7 @@ def run_inference(args: argparse.Namespace, data, spec, decoder, timer: StageTim
             num_warmup=args.warmup,
             num_samples=args.samples,
             num_chains=args.chains,
-            chain_method="parallel" if jax.local_device_count() >= args.chains else "sequential",
+            chain_method=chain_method(args.chains),
             dense_mass=args.dense_mass,
             progress_bar=progress,
             log_likelihood=False,
