@@ -95,3 +95,20 @@ def test_real_lens_inputs_follow_the_header(shared_data):
     light_flux = spec.lens_light.amp * fit._sersic_total_factor(4.0, spec.lens_light.R_sersic)
     assert light_flux == pytest.approx(0.5 * data.image[data.mask].sum(), rel=1e-6)
     assert spec.include_lens_light and spec.source_model == "vae"
+
+
+def test_gamma_range_sets_the_slope_prior_and_rejects_unsupported_slopes():
+    from vaelens.data.image_data import ImageData
+    from vaelens.lensing import PixelGrid
+
+    rng = np.random.default_rng(0)
+    data = ImageData(rng.normal(0.0, 0.01, (20, 20)), grid=PixelGrid((20, 20), 0.05),
+                     psf=np.ones((3, 3)) / 9.0, bkg_rms=0.01, exposure_time=1000.0)
+    default = fit.data_driven_spec(data)
+    assert (default.lens.gamma_low, default.lens.gamma_high) == (1.5, 2.5)
+    wide = fit.data_driven_spec(data, gamma_range=(1.2, 2.8))
+    assert (wide.lens.gamma_low, wide.lens.gamma_high) == (1.2, 2.8)
+    assert wide.lens.gamma_loc == default.lens.gamma_loc
+    for bad in [(1.0, 2.5), (1.5, 3.0), (2.1, 2.5), (1.5, 1.9)]:
+        with pytest.raises(CLIError, match="--gamma-range"):
+            fit.data_driven_spec(data, gamma_range=bad)

@@ -277,6 +277,14 @@ def _add_fit_arguments(p: argparse.ArgumentParser) -> None:
         type=_positive_float,
         help="prior median of the Einstein radius in arcsec (default 1.0, a factor 1.35 wide)",
     )
+    p.add_argument(
+        "--gamma-range",
+        nargs=2,
+        type=float,
+        metavar=("LOW", "HIGH"),
+        help="bounds of the truncated-normal prior on the EPL slope gamma (default 1.5 2.5; "
+        "at most 1.2 2.8)",
+    )
     p.add_argument("--truth", help="truth.json of a simulated lens (drawn on the plots)")
     p.add_argument(
         "--weights",

@@ -470,9 +470,12 @@ def plot_comparison(
     legend = [
         Line2D([], [], color="C3", marker="s", ls="", label=labels[0]),
         Line2D([], [], color="C0", marker="o", ls="", label=labels[1]),
-        Line2D([], [], color="k", ls="--", label="truth"),
     ]
-    fig.legend(handles=legend, loc="outside upper center", ncol=3, fontsize=8, frameon=False)
+    if any(np.isfinite(r.get("truth", np.nan)) for _, r in rows):
+        legend.append(Line2D([], [], color="k", ls="--", label="truth"))
+    fig.legend(
+        handles=legend, loc="outside upper center", ncol=len(legend), fontsize=8, frameon=False
+    )
     return fig
 
 

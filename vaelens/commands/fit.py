@@ -140,6 +140,7 @@ def data_driven_spec(
     source: str = "vae",
     supersampling: int = 2,
     theta_E: float | None = None,
+    gamma_range: tuple[float, float] | None = None,
 ):
     """A :class:`vaelens.models.LensSpec` whose amplitude priors are centred on the data.
 
@@ -161,6 +162,14 @@ def data_driven_spec(
         sersic, amp=source_flux / _sersic_total_factor(1.5, sersic.R_sersic)
     )
     lens = LensPriors() if theta_E is None else dataclasses.replace(LensPriors(), theta_E=theta_E)
+    if gamma_range is not None:
+        low, high = (float(g) for g in gamma_range)
+        if not 1.2 <= low < lens.gamma_loc < high <= 2.8:
+            raise cli_error(
+                f"--gamma-range {low:g} {high:g}: need 1.2 <= LOW < {lens.gamma_loc:g} < HIGH "
+                "<= 2.8 (the EPL slopes supported)"
+            )
+        lens = dataclasses.replace(lens, gamma_low=low, gamma_high=high)
     return LensSpec(
         source_model=source,
         include_lens_light=lens_light,
@@ -493,6 +502,7 @@ def fit_into(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
         source=args.source,
         supersampling=args.supersampling,
         theta_E=args.theta_E,
+        gamma_range=getattr(args, "gamma_range", None),
     )
     decoder, decoder_kind = make_decoder(args.source, getattr(args, "weights", None))
     idata, res, info = run_inference(args, data, spec, decoder, timer)
