@@ -342,6 +342,7 @@ def run_inference(args: argparse.Namespace, data, spec, decoder, timer: StageTim
     key = jax.random.PRNGKey(args.seed)
     k_map, k_post, k_conv = jax.random.split(key, 3)
     with timer("map"):
+        points = None
         if getattr(args, "init_from", None):
             # restart: refine the best draw of each chain of an earlier fit
             draws = load_init_draws(args.init_from, args.starts)
@@ -349,17 +350,7 @@ def run_inference(args: argparse.Namespace, data, spec, decoder, timer: StageTim
                 lens_model, (data, spec, decoder), draws, jax.random.fold_in(k_map, 1)
             )
             log.info("MAP from %d draw(s) of %s", len(points), args.init_from)
-            res = map_fit(
-                lens_model,
-                data,
-                spec,
-                decoder,
-                key=k_map,
-                num_starts=len(points),
-                init_points=points.astype(np.float64 if jax.config.jax_enable_x64 else np.float32),
-                method=optimizer(args.optimizer),
-            )
-        elif spec.source_model == "vae":
+        if points is None and spec.source_model == "vae":
             # stage 1: ``--starts`` prior draws with the source held at the decoder's mean galaxy
             # (z = 0); stage 2, everything free: the best half of them refined plus half as
             # many plain prior draws (see vaelens.infer.staged_map_fit)
@@ -382,7 +373,8 @@ def run_inference(args: argparse.Namespace, data, spec, decoder, timer: StageTim
                 spec,
                 decoder,
                 key=k_map,
-                num_starts=args.starts,
+                num_starts=args.starts if points is None else len(points),
+                init_points=points,  # cast to the model's dtype by map_fit
                 method=optimizer(args.optimizer),
             )
     info: dict[str, Any] = {

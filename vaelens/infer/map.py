@@ -345,31 +345,26 @@ def map_fit(
         solver = lbfgs_solver(fm.potential, max_iter, gtol)
     if devices is not None and int(devices) < 1:
         raise ValueError("devices must be positive")
-    n_dev = min(jax.local_device_count(), x0.shape[0], int(devices or x0.shape[0]))
+    n = x0.shape[0]
+    n_dev = min(jax.local_device_count(), n, int(devices or n))
+    inputs = x0
     if vectorize:
         solve = jax.jit(jax.vmap(solver))
-        compiled = solve.lower(x0).compile()
-        t_compile = time.perf_counter()
-        xs, fs, ok, nit, hdiag = jax.block_until_ready(compiled(x0))
     elif n_dev > 1:
         # the starts split over devices (e.g. CPU host devices, one per core), each device
         # looping over its share; padded with copies of the first start, dropped afterwards
-        n = x0.shape[0]
         per = -(-n // n_dev)
         padded = jnp.concatenate([x0, jnp.broadcast_to(x0[:1], (per * n_dev - n, fm.dim))])
+        inputs = padded.reshape(n_dev, per, fm.dim)
         solve = jax.pmap(lambda xs: jax.lax.map(solver, xs), devices=jax.local_devices()[:n_dev])
-        chunks = padded.reshape(n_dev, per, fm.dim)
-        compiled = solve.lower(chunks).compile()
-        t_compile = time.perf_counter()
-        out = jax.block_until_ready(compiled(chunks))
-        xs, fs, ok, nit, hdiag = (
-            jnp.reshape(o, (n_dev * per, *o.shape[2:]))[:n] for o in jax.device_get(out)
-        )
     else:
         solve = jax.jit(lambda xs: jax.lax.map(solver, xs))
-        compiled = solve.lower(x0).compile()
-        t_compile = time.perf_counter()
-        xs, fs, ok, nit, hdiag = jax.block_until_ready(compiled(x0))
+    compiled = solve.lower(inputs).compile()
+    t_compile = time.perf_counter()
+    out = jax.block_until_ready(compiled(inputs))
+    if inputs is not x0:  # (devices, per device, ...) -> (starts, ...)
+        out = [jnp.reshape(o, (-1, *o.shape[2:]))[:n] for o in jax.device_get(out)]
+    xs, fs, ok, nit, hdiag = out
     t_opt = time.perf_counter()
 
     losses = np.asarray(fs, dtype=np.float64)
