@@ -38,21 +38,47 @@ def _keys_dweights(t):
 
 
 def _block_table(image):
-    """``(16, (ny+6)*(nx+6))``: for every cell, the 4x4 block of the zero-padded image it reads.
+    """``((ny+6)*(nx+6), 16)``: for every cell, the 4x4 block of the zero-padded image it reads.
 
     Cell ``(r0 + 3, c0 + 3)`` (``r0``, ``c0`` = floor of the fractional indices, clipped to
-    ``[-3, n+2]``) holds pixels ``r0-1..r0+2`` x ``c0-1..c0+2``; row ``4a + b`` of the table is
-    tap ``(a, b)``. Gathering from contiguous rows is much faster on CPU than 2-D gathers.
+    ``[-3, n+2]``) holds pixels ``r0-1..r0+2`` x ``c0-1..c0+2``; column ``4a + b`` of the table
+    is tap ``(a, b)``. One windowed gather of a table row per point computes the cell index
+    once (16 separate gathers make XLA:CPU recompute it in each of them), and its transpose is
+    one windowed scatter-add.
     """
     ny, nx = image.shape
     padded = jnp.pad(image, _PAD)
     hc, wc = ny + 6, nx + 6
     blocks = [padded[1 + a : 1 + a + hc, 1 + b : 1 + b + wc] for a in range(4) for b in range(4)]
-    return jnp.stack(blocks, axis=0).reshape(16, hc * wc)
+    return jnp.stack(blocks, axis=-1).reshape(hc * wc, 16)
+
+
+_TAPS_FIRST = jax.lax.GatherDimensionNumbers(
+    offset_dims=(0,), collapsed_slice_dims=(0,), start_index_map=(0,)
+)
 
 
 def _gather(table, cell):
-    return [table[k].at[cell].get(mode="promise_in_bounds") for k in range(16)]
+    """The 16 taps of every point as a list of arrays shaped like ``cell``."""
+    taps = jax.lax.gather(
+        table,
+        cell[..., None],
+        _TAPS_FIRST,
+        slice_sizes=(1, 16),
+        mode=jax.lax.GatherScatterMode.PROMISE_IN_BOUNDS,
+    )
+    return [taps[k] for k in range(16)]
+
+
+def _tangent_sum(table, cell, wy, wx):
+    """``sum_k table[cell, k] w_k`` with taps last; used on the tangent (linear) path only.
+
+    Written so that its transpose (reverse mode) is a broadcast multiply in the layout XLA:CPU
+    wants for the windowed scatter-add, with no transposes or per-tap padding.
+    """
+    w = jnp.stack(wy, -1)[..., :, None] * jnp.stack(wx, -1)[..., None, :]
+    taps = table.at[cell].get(mode="promise_in_bounds")
+    return jnp.sum(taps * w.reshape(cell.shape + (16,)), axis=-1)
 
 
 def _weighted_sum(vals, wy, wx):
@@ -96,8 +122,9 @@ def keys_cubic_interpolate(image, col, row):
     Notes
     -----
     A custom JVP supplies the analytic derivatives with respect to ``col`` and ``row`` and the
-    linear map in ``image``, which keeps reverse mode (a scatter-add of 16 taps per point)
-    cheap. Higher derivatives work because the rule is itself made of JAX primitives.
+    linear map in ``image``, which keeps reverse mode (one windowed scatter-add of the 16 taps
+    per point) cheap. Higher derivatives work because the rule is itself made of JAX
+    primitives.
 
     The work runs inside a ``lax.cond`` on "the image is finite" (a non-finite image gives
     NaN everywhere). The conditional is a fusion barrier that XLA:CPU respects (unlike
@@ -139,7 +166,7 @@ def _keys_cubic_interpolate_jvp(primals, tangents):
     inside_r = (row > -3.0) & (row < ny + 2.0)
     d_dcol = jnp.where(inside_c, _weighted_sum(vals, wy, _keys_dweights(tx)), 0.0)
     d_drow = jnp.where(inside_r, _weighted_sum(vals, _keys_dweights(ty), wx), 0.0)
-    t_out = _weighted_sum(_gather(_block_table(d_image), cell), wy, wx)
+    t_out = _tangent_sum(_block_table(d_image), cell, wy, wx)
     t_out = t_out + d_dcol * d_col + d_drow * d_row
     return out, t_out
 
