@@ -48,7 +48,14 @@ from .._pytree import pytree_dataclass
 from .._validation import check_ellipticity, check_finite, check_positive, check_range
 from ._base import R_FLOOR, MassProfile
 
-__all__ = ["EPL", "GAMMA_RANGE", "hyp2f1_series", "epl_deflection", "epl_hessian"]
+__all__ = [
+    "EPL",
+    "GAMMA_RANGE",
+    "hyp2f1_series",
+    "epl_deflection",
+    "epl_deflection_xy",
+    "epl_hessian",
+]
 
 GAMMA_RANGE = (1.2, 2.8)
 
@@ -197,6 +204,33 @@ def epl_deflection(dx, dy, theta_E, t, e1, e2, hyp=None):
     return jnp.where(nonzero, alpha, 0.0)
 
 
+def epl_deflection_xy(dx, dy, theta_E, t, e1, e2):
+    """:func:`epl_deflection` in real arithmetic: returns ``(alpha_x, alpha_y)``.
+
+    The same expressions with every complex product written out: XLA:CPU vectorises real
+    float loops but not complex ones, so this is the path used by :class:`EPL` (about 1.5x
+    faster for value and gradient).
+    """
+    dtype = jnp.result_type(dx, dy)
+    # W = w - e conj(w)
+    wr = dx - (e1 * dx + e2 * dy)
+    wi = dy - (e2 * dx - e1 * dy)
+    abs2 = wr * wr + wi * wi
+    nonzero = abs2 > 0
+    abs2_safe = jnp.where(nonzero, abs2, 1.0)
+    inv = 1.0 / abs2_safe
+    # z = -conj(e) W^2 / |W|^2
+    a, b = wr * wr - wi * wi, 2.0 * wr * wi
+    zr = -(e1 * a + e2 * b) * inv
+    zi = -(e1 * b - e2 * a) * inv
+    b_eff = theta_E * jnp.sqrt(1.0 - (e1 * e1 + e2 * e2))
+    scale = jnp.exp(t * (jnp.log(b_eff) - 0.5 * jnp.log(abs2_safe)))
+    fr, fi = _hyp2f1_real(zr, zi, jnp.asarray(t, dtype), _default_terms(dtype))
+    ax = jnp.where(nonzero, scale * (wr * fr - wi * fi), 0.0)
+    ay = jnp.where(nonzero, scale * (wr * fi + wi * fr), 0.0)
+    return ax, ay
+
+
 def epl_convergence(dx, dy, theta_E, t, e1, e2):
     """EPL convergence with lenstronomy's 1e-8 arcsec floor on the elliptical radius."""
     _, _, _, nonzero, abs2_safe, b_eff = _elliptical_frame(dx, dy, theta_E, e1, e2)
@@ -260,22 +294,24 @@ class EPL(MassProfile):
         check_finite("center_x", self.center_x)
         check_finite("center_y", self.center_y)
 
-    def _alpha(self, x, y):
+    def _alpha_xy(self, x, y):
         dx, dy = x - self.center_x, y - self.center_y
-        return dx, dy, epl_deflection(dx, dy, self.theta_E, self.gamma - 1.0, self.e1, self.e2)
+        args = (self.theta_E, self.gamma - 1.0, self.e1, self.e2)
+        return dx, dy, epl_deflection_xy(dx, dy, *args)
 
     def deflection(self, x, y):
-        _, _, a = self._alpha(x, y)
-        return jnp.real(a), jnp.imag(a)
+        _, _, (ax, ay) = self._alpha_xy(x, y)
+        return ax, ay
 
     def potential(self, x, y):
-        dx, dy, a = self._alpha(x, y)
-        return (dx * jnp.real(a) + dy * jnp.imag(a)) / (3.0 - self.gamma)
+        dx, dy, (ax, ay) = self._alpha_xy(x, y)
+        return (dx * ax + dy * ay) / (3.0 - self.gamma)
 
     def convergence(self, x, y):
         dx, dy = x - self.center_x, y - self.center_y
         return epl_convergence(dx, dy, self.theta_E, self.gamma - 1.0, self.e1, self.e2)
 
     def hessian(self, x, y):
-        dx, dy, a = self._alpha(x, y)
+        dx, dy, (ax, ay) = self._alpha_xy(x, y)
+        a = ax + 1j * ay
         return epl_hessian(dx, dy, self.theta_E, self.gamma - 1.0, self.e1, self.e2, a)
