@@ -44,24 +44,31 @@ __all__ = [
 
 def bfgs_solver(
     fun: Callable[[jax.Array], jax.Array], max_iter: int, gtol: float, dtol: float = 0.0
-) -> Callable[[jax.Array], tuple[jax.Array, jax.Array, jax.Array, jax.Array]]:
-    """BFGS (:func:`vaelens.infer.optim.bfgs_minimize`) as ``x0 -> (x, f, converged, nit)``."""
+) -> Callable[..., tuple[jax.Array, ...]]:
+    """BFGS (:func:`vaelens.infer.optim.bfgs_minimize`) as
+    ``(x0, max_iter=max_iter) -> (x, f, converged, nit, diag(H^-1), grad)``.
 
-    def solve(x0):
-        st = bfgs_minimize(fun, x0, max_iter=max_iter, gtol=gtol, dtol=dtol)
-        return st.x, st.value, st.converged, st.iteration, jnp.diag(st.inv_hessian)
+    ``max_iter`` may be a traced integer, so one compiled solver serves any iteration limit;
+    with ``max_iter=1`` it only evaluates ``fun`` and its gradient at ``x0`` (the first
+    iteration is a zero step), which :func:`map_fit` uses for the Laplace Hessian.
+    """
+
+    def solve(x0, limit=max_iter):
+        st = bfgs_minimize(fun, x0, max_iter=limit, gtol=gtol, dtol=dtol)
+        return st.x, st.value, st.converged, st.iteration, jnp.diag(st.inv_hessian), st.grad
 
     return solve
 
 
 def lbfgs_solver(
     fun: Callable[[jax.Array], jax.Array], max_iter: int, gtol: float, memory_size: int = 10
-) -> Callable[[jax.Array], tuple[jax.Array, jax.Array, jax.Array, jax.Array]]:
-    """L-BFGS with a zoom line search (``optax.lbfgs``) in a ``lax.while_loop``."""
+) -> Callable[..., tuple[jax.Array, ...]]:
+    """L-BFGS with a zoom line search (``optax.lbfgs``) in a ``lax.while_loop``; the same
+    call signature and outputs as :func:`bfgs_solver` (``diag(H^-1)`` is NaN)."""
     opt = optax.lbfgs(memory_size=memory_size)
     value_and_grad = optax.value_and_grad_from_state(fun)
 
-    def solve(x0):
+    def solve(x0, limit=max_iter):
         def step(carry):
             x, state = carry
             value, grad = value_and_grad(x, state=state)
@@ -73,29 +80,87 @@ def lbfgs_solver(
             count = otu.tree_get(state, "count")
             grad = otu.tree_get(state, "grad")
             err = jnp.max(jnp.abs(grad))
-            return (count == 0) | ((count < max_iter) & (err >= gtol) & jnp.isfinite(err))
+            return (count == 0) | ((count < limit) & (err >= gtol) & jnp.isfinite(err))
 
         x, state = jax.lax.while_loop(cond, step, (x0, opt.init(x0)))
         count = otu.tree_get(state, "count")
-        err = jnp.max(jnp.abs(otu.tree_get(state, "grad")))
-        return x, otu.tree_get(state, "value"), err < gtol, count, jnp.full_like(x, jnp.nan)
+        grad = otu.tree_get(state, "grad")
+        err = jnp.max(jnp.abs(grad))
+        value = otu.tree_get(state, "value")
+        return x, value, err < gtol, count, jnp.full_like(x, jnp.nan), grad
 
     return solve
 
 
+def _row_loop(fn: Callable, xs: jax.Array, n_dev: int, n_args: int = 0, vectorize: bool = False):
+    """``fn(row, *args)`` applied to every row of ``xs``: ``(callable, pack, unpack)``.
+
+    One ``lax.map`` loop, split over ``n_dev`` local devices when ``n_dev > 1`` (e.g. CPU host
+    devices, one per core: each device loops over its share in parallel). ``pack(rows)`` pads
+    ``rows`` (at most as many as ``xs``) with copies of the first to the loop's capacity and
+    lays them out for ``callable(packed, *args)``; ``unpack(outputs, n)`` returns the outputs
+    of the first ``n`` rows in order. The ``n_args`` extra arguments are the same for every
+    row. ``callable`` can be lowered and compiled ahead of the call. ``vectorize`` replaces
+    the loop by one ``jax.vmap`` batch on one device.
+    """
+    n_dev = 1 if vectorize else max(1, min(int(n_dev), jax.local_device_count(), xs.shape[0]))
+    per = -(-xs.shape[0] // n_dev)
+    capacity = per * n_dev
+    tail = xs.shape[1:]
+
+    def loop(rows, *args):
+        return jax.lax.map(lambda r: fn(r, *args), rows)
+
+    def pack(rows):
+        rows = jnp.asarray(rows, xs.dtype)
+        if rows.shape[0] > capacity:
+            raise ValueError(f"at most {capacity} rows per call, got {rows.shape[0]}")
+        rows = jnp.concatenate(
+            [rows, jnp.broadcast_to(rows[:1], (capacity - rows.shape[0], *tail))]
+        )
+        return rows if n_dev == 1 else rows.reshape(n_dev, per, *tail)
+
+    in_axes = (0,) + (None,) * n_args
+    if n_dev == 1:
+        call = jax.jit(jax.vmap(fn, in_axes=in_axes) if vectorize else loop)
+
+        def unpack(out, n):
+            return jax.tree_util.tree_map(lambda o: o[:n], jax.device_get(out))
+
+    else:
+        call = jax.pmap(loop, in_axes=in_axes, devices=jax.local_devices()[:n_dev])
+
+        def unpack(out, n):
+            return jax.tree_util.tree_map(
+                lambda o: jnp.reshape(o, (-1, *o.shape[2:]))[:n], jax.device_get(out)
+            )
+
+    return call, pack, unpack
+
+
 def hessian_fd(
-    potential: Callable[[jax.Array], jax.Array], x: jax.Array, steps: jax.Array
+    potential: Callable[[jax.Array], jax.Array],
+    x: jax.Array,
+    steps: jax.Array,
+    devices: int = 1,
+    gradients: Callable[[jax.Array], np.ndarray] | None = None,
 ) -> np.ndarray:
     """Hessian by central differences of the autodiff gradient (one compiled loop).
 
     Column ``i`` is ``(g(x + h_i e_i) - g(x - h_i e_i)) / (2 h_i)``, exact for quadratics and
     accurate to ``O(h^2)`` otherwise; the result is symmetrised. Only the gradient is compiled
-    (cheaper to compile than forward-over-reverse autodiff).
+    (cheaper to compile than forward-over-reverse autodiff). The ``2 dim`` gradients are split
+    over up to ``devices`` local devices, or computed by ``gradients(points) -> (m, dim)``
+    when given (e.g. by an already compiled program, to compile nothing new).
     """
     n = x.shape[0]
     eye = jnp.eye(n, dtype=x.dtype) * steps[:, None].astype(x.dtype)
     pts = jnp.concatenate([x[None] + eye, x[None] - eye])
-    g = np.asarray(jax.jit(lambda p: jax.lax.map(jax.grad(potential), p))(pts), np.float64)
+    if gradients is None:
+        call, pack, unpack = _row_loop(jax.grad(potential), pts, devices)
+        g = np.asarray(unpack(call(pack(pts)), 2 * n), np.float64)
+    else:
+        g = np.asarray(gradients(pts), np.float64)
     h = (g[:n] - g[n:]) / (2.0 * np.asarray(steps, dtype=np.float64)[:, None])
     return 0.5 * (h + h.T)
 
@@ -106,15 +171,17 @@ def laplace_covariance(
     *,
     method: Literal["fd", "autodiff"] = "fd",
     steps: jax.Array | None = None,
+    devices: int = 1,
+    gradients: Callable[[jax.Array], np.ndarray] | None = None,
 ) -> tuple[np.ndarray, int]:
     """Inverse Hessian of ``potential`` at ``x`` and the number of non-positive eigenvalues.
 
     ``method="autodiff"`` uses ``jax.hessian`` (forward over reverse); ``"fd"`` central
-    differences of the gradient (:func:`hessian_fd`) with ``steps`` (default
-    ``1e-4 (1 + |x|)``). Non-positive (or tiny) eigenvalues, found away from a strict minimum,
-    are replaced by their magnitude, at least ``1e-12`` of the largest (saddle-free Newton,
-    Dauphin et al. 2014), so that the covariance stays usable; their count is returned for a
-    warning.
+    differences of the gradient (:func:`hessian_fd`, split over up to ``devices`` local
+    devices, or by ``gradients``) with ``steps`` (default ``1e-4 (1 + |x|)``). Non-positive (or
+    tiny) eigenvalues, found away from a strict minimum, are replaced by their magnitude, at
+    least ``1e-12`` of the largest (saddle-free Newton, Dauphin et al. 2014), so that the
+    covariance stays usable; their count is returned for a warning.
     """
     if method == "autodiff":
         h = np.asarray(jax.hessian(potential)(x), dtype=np.float64)
@@ -122,7 +189,7 @@ def laplace_covariance(
     elif method == "fd":
         if steps is None:
             steps = 1e-4 * (1.0 + jnp.abs(x))
-        h = hessian_fd(potential, x, jnp.asarray(steps))
+        h = hessian_fd(potential, x, jnp.asarray(steps), devices=devices, gradients=gradients)
     else:
         raise ValueError(f"method must be 'fd' or 'autodiff', got {method!r}")
     w, v = np.linalg.eigh(h)
@@ -319,7 +386,8 @@ def map_fit(
         at most one per start), each looping over its share in parallel. On a CPU, JAX exposes
         several host devices only when ``XLA_FLAGS=--xla_force_host_platform_device_count=N``
         is set before it starts (``vaelens fit`` and the benchmarks do); one device per core
-        runs the starts on all cores.
+        runs the starts on all cores. The gradients of the finite-difference Laplace Hessian
+        are split the same way.
     model_kwargs
         Keyword arguments of the model.
 
@@ -347,24 +415,12 @@ def map_fit(
         raise ValueError("devices must be positive")
     n = x0.shape[0]
     n_dev = min(jax.local_device_count(), n, int(devices or n))
-    inputs = x0
-    if vectorize:
-        solve = jax.jit(jax.vmap(solver))
-    elif n_dev > 1:
-        # the starts split over devices (e.g. CPU host devices, one per core), each device
-        # looping over its share; padded with copies of the first start, dropped afterwards
-        per = -(-n // n_dev)
-        padded = jnp.concatenate([x0, jnp.broadcast_to(x0[:1], (per * n_dev - n, fm.dim))])
-        inputs = padded.reshape(n_dev, per, fm.dim)
-        solve = jax.pmap(lambda xs: jax.lax.map(solver, xs), devices=jax.local_devices()[:n_dev])
-    else:
-        solve = jax.jit(lambda xs: jax.lax.map(solver, xs))
-    compiled = solve.lower(inputs).compile()
+    batch, pack, unpack = _row_loop(solver, x0, n_dev, n_args=1, vectorize=vectorize)
+    inputs = pack(x0)
+    limit = jnp.asarray(max_iter, jnp.int32)
+    compiled = batch.lower(inputs, limit).compile()
     t_compile = time.perf_counter()
-    out = jax.block_until_ready(compiled(inputs))
-    if inputs is not x0:  # (devices, per device, ...) -> (starts, ...)
-        out = [jnp.reshape(o, (-1, *o.shape[2:]))[:n] for o in jax.device_get(out)]
-    xs, fs, ok, nit, hdiag = out
+    xs, fs, ok, nit, hdiag, _ = unpack(jax.block_until_ready(compiled(inputs, limit)), n)
     t_opt = time.perf_counter()
 
     losses = np.asarray(fs, dtype=np.float64)
@@ -384,8 +440,25 @@ def map_fit(
         width = np.sqrt(np.abs(np.asarray(hdiag[best], dtype=np.float64)))
         default = 1e-4 * (1.0 + np.abs(np.asarray(x_best, dtype=np.float64)))
         steps = np.where(np.isfinite(width) & (width > 0), frac * width, default)
+        capacity = inputs.shape[0] * (1 if inputs.ndim == 2 else inputs.shape[1])
+
+        def gradients(points):
+            # the compiled solver with an iteration limit of 1 evaluates the gradient at its
+            # starting points: no second compilation of the model
+            one = jnp.asarray(1, jnp.int32)
+            out = []
+            for i in range(0, points.shape[0], capacity):
+                chunk = points[i : i + capacity]
+                out.append(unpack(compiled(pack(chunk), one), chunk.shape[0])[5])
+            return np.concatenate(out)
+
         cov_u, n_bad = laplace_covariance(
-            fm.potential, x_best, method=hessian, steps=jnp.asarray(steps)
+            fm.potential,
+            x_best,
+            method=hessian,
+            steps=jnp.asarray(steps),
+            devices=n_dev,
+            gradients=gradients if method == "bfgs" else None,
         )
         if n_bad:
             warnings.warn(
