@@ -97,6 +97,10 @@ def test_staged_map_fit_frees_the_fixed_sites_and_finds_the_exact_optimum():
     np.testing.assert_allclose([vals["a"], vals["b"]], mean, rtol=1e-5)
     assert res.losses.shape == (2,) and "stage1" in res.timings
     assert res.timings["total"] >= res.timings["stage1"]
+    assert np.isfinite(res.chi2) and res.num_pixels == 50
+    quick = map_fit(linear_model, y, key=jax.random.PRNGKey(0), num_starts=2, evaluate=False)
+    assert np.isnan(quick.chi2) and quick.num_pixels == 0
+    np.testing.assert_allclose(quick.summary_values()["b"], mean[1], rtol=1e-3)
     with pytest.raises(ValueError, match="num_refine"):
         staged_map_fit(linear_model, y, key=jax.random.PRNGKey(0), fixed={"b": 0.0},
                        num_refine=0)

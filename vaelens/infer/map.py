@@ -341,6 +341,7 @@ def map_fit(
     vectorize: bool = False,
     devices: int | None = None,
     model_kwargs: dict | None = None,
+    evaluate: bool = True,
 ) -> MAPResult:
     """Multi-start MAP fit of a NumPyro model over its unconstrained parameters.
 
@@ -390,6 +391,10 @@ def map_fit(
         are split the same way.
     model_kwargs
         Keyword arguments of the model.
+    evaluate
+        Compute the chi^2 of the best fit and the number of fitted pixels (one more compiled
+        forward model); ``False`` leaves ``chi2`` NaN and ``num_pixels`` 0 (used by the first
+        stage of :func:`staged_map_fit`, which needs only the optima).
 
     Returns
     -------
@@ -479,17 +484,20 @@ def map_fit(
         cov = np.full((len(labels), len(labels)), np.nan)
     t_lap = time.perf_counter()
 
-    from vaelens.infer.convert import evaluate_draws
+    if evaluate:
+        from vaelens.infer.convert import evaluate_draws
 
-    _, _, chi2, _ = evaluate_draws(
-        model,
-        model_args,
-        model_kwargs,
-        {k: np.asarray(params[k])[None] for k in unconstrained},
-        key=jax.random.PRNGKey(0),
-    )
-    chi2_total = float(sum(np.sum(v) for v in chi2.values()))
-    num_pixels = _num_observed(model, model_args, model_kwargs, params, unconstrained)
+        _, _, chi2, _ = evaluate_draws(
+            model,
+            model_args,
+            model_kwargs,
+            {k: np.asarray(params[k])[None] for k in unconstrained},
+            key=jax.random.PRNGKey(0),
+        )
+        chi2_total = float(sum(np.sum(v) for v in chi2.values()))
+        num_pixels = _num_observed(model, model_args, model_kwargs, params, unconstrained)
+    else:
+        chi2_total, num_pixels = float("nan"), 0
 
     return MAPResult(
         params={k: np.asarray(v) for k, v in params.items()},
@@ -590,8 +598,9 @@ def staged_map_fit(
         key=k1,
         num_starts=num_starts,
         laplace=False,
+        evaluate=False,
         model_kwargs=model_kwargs,
-        **{k: v for k, v in map_kwargs.items() if k not in ("laplace", "hessian")},
+        **{k: v for k, v in map_kwargs.items() if k not in ("laplace", "hessian", "evaluate")},
     )
     t1 = time.perf_counter()
     fm = flatten_model(model, model_args, model_kwargs, key=k2, init_values=fixed)
