@@ -93,12 +93,13 @@ def lbfgs_solver(
 
 
 def _row_loop(fn: Callable, xs: jax.Array, n_dev: int, n_args: int = 0, vectorize: bool = False):
-    """``fn(row, *args)`` applied to every row of ``xs``: ``(callable, pack, unpack)``.
+    """``fn(row, *args)`` applied to every row of ``xs``: ``(callable, pack, unpack, capacity)``.
 
     One ``lax.map`` loop, split over ``n_dev`` local devices when ``n_dev > 1`` (e.g. CPU host
-    devices, one per core: each device loops over its share in parallel). ``pack(rows)`` pads
-    ``rows`` (at most as many as ``xs``) with copies of the first to the loop's capacity and
-    lays them out for ``callable(packed, *args)``; ``unpack(outputs, n)`` returns the outputs
+    devices, one per core: each device loops over its share in parallel). ``capacity`` is the
+    number of rows of ``xs`` rounded up to a multiple of the devices; ``pack(rows)`` pads at most
+    ``capacity`` rows with copies of the first to ``capacity`` and lays them out for
+    ``callable(packed, *args)``; ``unpack(outputs, n)`` returns the outputs
     of the first ``n`` rows in order. The ``n_args`` extra arguments are the same for every
     row. ``callable`` can be lowered and compiled ahead of the call. ``vectorize`` replaces
     the loop by one ``jax.vmap`` batch on one device.
@@ -135,7 +136,7 @@ def _row_loop(fn: Callable, xs: jax.Array, n_dev: int, n_args: int = 0, vectoriz
                 lambda o: jnp.reshape(o, (-1, *o.shape[2:]))[:n], jax.device_get(out)
             )
 
-    return call, pack, unpack
+    return call, pack, unpack, capacity
 
 
 def hessian_fd(
@@ -157,7 +158,7 @@ def hessian_fd(
     eye = jnp.eye(n, dtype=x.dtype) * steps[:, None].astype(x.dtype)
     pts = jnp.concatenate([x[None] + eye, x[None] - eye])
     if gradients is None:
-        call, pack, unpack = _row_loop(jax.grad(potential), pts, devices)
+        call, pack, unpack, _ = _row_loop(jax.grad(potential), pts, devices)
         g = np.asarray(unpack(call(pack(pts)), 2 * n), np.float64)
     else:
         g = np.asarray(gradients(pts), np.float64)
@@ -420,7 +421,7 @@ def map_fit(
         raise ValueError("devices must be positive")
     n = x0.shape[0]
     n_dev = min(jax.local_device_count(), n, int(devices or n))
-    batch, pack, unpack = _row_loop(solver, x0, n_dev, n_args=1, vectorize=vectorize)
+    batch, pack, unpack, capacity = _row_loop(solver, x0, n_dev, n_args=1, vectorize=vectorize)
     inputs = pack(x0)
     limit = jnp.asarray(max_iter, jnp.int32)
     compiled = batch.lower(inputs, limit).compile()
@@ -445,7 +446,6 @@ def map_fit(
         width = np.sqrt(np.abs(np.asarray(hdiag[best], dtype=np.float64)))
         default = 1e-4 * (1.0 + np.abs(np.asarray(x_best, dtype=np.float64)))
         steps = np.where(np.isfinite(width) & (width > 0), frac * width, default)
-        capacity = inputs.shape[0] * (1 if inputs.ndim == 2 else inputs.shape[1])
 
         def gradients(points):
             # the compiled solver with an iteration limit of 1 evaluates the gradient at its
