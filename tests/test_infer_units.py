@@ -43,6 +43,41 @@ def test_bfgs_recovers_from_nonfinite_trial_steps():
     np.testing.assert_allclose(st.x, 1.0, atol=1e-6)
 
 
+def test_masked_bfgs_solver_holds_fixed_coordinates_and_limits():
+    from vaelens.infer.map import bfgs_solver
+
+    x0 = jnp.array([-1.2, 0.7, 0.5, -0.3])
+    mask = jnp.array([True, False, True, True])
+    solve = jax.jit(bfgs_solver(rosenbrock, 2000, 1e-9))
+    x, f, ok, nit, _, g, aux = solve(x0, 2000, mask)
+    assert aux is None and bool(ok)
+    assert float(x[1]) == float(x0[1])  # never moved, bit for bit
+    assert float(g[1]) == 0.0
+    # the free coordinates minimise the conditional objective
+    def cond(free):
+        return rosenbrock(jnp.concatenate([free[:1], x0[1:2], free[1:]]))
+
+    ref = bfgs_minimize(cond, x0[jnp.array([0, 2, 3])], max_iter=2000, gtol=1e-9)
+    np.testing.assert_allclose(x[jnp.array([0, 2, 3])], ref.x, rtol=1e-6, atol=1e-6)
+    # limit 0 returns the start; limit 1 evaluates value and gradient at the start
+    x, f, *_ = solve(x0, 0, None)
+    np.testing.assert_array_equal(x, x0)
+    x, f, _, nit, _, g, _ = solve(x0, 1, None)
+    np.testing.assert_array_equal(x, x0)
+    assert int(nit) == 1
+    np.testing.assert_allclose(f, rosenbrock(x0), rtol=1e-12)
+    np.testing.assert_allclose(g, jax.grad(rosenbrock)(x0), rtol=1e-12)
+
+
+def test_bfgs_minimize_carries_the_auxiliary_output_of_its_point():
+    def f(x):
+        return jnp.sum((x - 2.0) ** 2), {"twice": 2.0 * x}
+
+    st = bfgs_minimize(f, jnp.array([0.0, 5.0]), max_iter=100, gtol=1e-10, has_aux=True)
+    np.testing.assert_allclose(st.x, 2.0, atol=1e-8)
+    np.testing.assert_array_equal(st.aux["twice"], 2.0 * st.x)
+
+
 def gaussian_model(y=None):
     """Conjugate model: mu ~ N(0, 10), log_s ~ N(0, 1) fixed-ish data; posterior known."""
     mu = numpyro.sample("mu", dist.Normal(0.0, 10.0))
@@ -82,6 +117,27 @@ def test_map_fit_laplace_is_exact_for_a_gaussian_posterior(method):
     idata = res.to_inference_data(jax.random.PRNGKey(1), num_samples=400)
     assert idata.posterior.sizes["draw"] == 400
     assert abs(float(idata.posterior["a"].mean()) - mean[0]) < 4 * np.sqrt(cov[0, 0] / 400) * 3
+
+
+def test_potential_aux_is_the_numpyro_potential_with_chi2_and_sites():
+    from vaelens.infer.flat import flatten_model
+
+    fm = flatten_model(gaussian_model, (Y,), key=jax.random.PRNGKey(0), num_inits=5)
+    for x in fm.init_flat:
+        u, aux = jax.jit(fm.potential_aux)(x)
+        # sigma is LogNormal: the log-Jacobian of exp enters both potentials
+        np.testing.assert_allclose(u, fm.potential(x), rtol=1e-10)
+        sites = fm.constrain(fm.unravel(x))
+        assert set(aux["sites"]) == set(sites) == {"mu", "sigma", "twice_mu"}
+        for k in sites:
+            np.testing.assert_allclose(aux["sites"][k], sites[k], rtol=1e-12)
+        chi2 = np.sum(((Y - sites["mu"]) / sites["sigma"]) ** 2)
+        np.testing.assert_allclose(aux["chi2"], chi2, rtol=1e-10)
+        assert int(aux["num_observed"]) == Y.size
+    unc = fm.unconstrain({"sigma": 2.0})
+    np.testing.assert_allclose(unc["sigma"], np.log(2.0))
+    with pytest.raises(ValueError, match="unknown"):
+        fm.unconstrain({"nope": 1.0})
 
 
 def test_staged_map_fit_frees_the_fixed_sites_and_finds_the_exact_optimum():

@@ -72,6 +72,15 @@ def chi2_of(site: dict) -> jax.Array:
     return jnp.sum(jnp.where(jnp.broadcast_to(mask, r2.shape), r2, 0.0))
 
 
+def num_observed_of(site: dict) -> jax.Array:
+    """Number of unmasked values of an observed site (all of them unless it is a masked
+    Normal)."""
+    parts = _normal_parts(site["fn"])
+    shape = jnp.shape(site["value"])
+    mask = True if parts is None else parts[2]
+    return jnp.sum(jnp.broadcast_to(mask, shape), dtype=jnp.int32)
+
+
 def _one_draw(model, args, kwargs, latent, key, predictive: bool):
     tr = handlers.trace(handlers.seed(handlers.substitute(model, data=latent), key)).get_trace(
         *args, **kwargs

@@ -23,7 +23,7 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 from numpyro import handlers
 from numpyro.distributions.transforms import biject_to
-from numpyro.infer.util import constrain_fn, potential_energy
+from numpyro.infer.util import constrain_fn, log_density, potential_energy
 
 __all__ = ["FlatModel", "flatten_model", "flat_labels", "is_summary_site"]
 
@@ -45,6 +45,15 @@ class FlatModel(NamedTuple):
         Number of unconstrained parameters.
     site_shapes
         Unconstrained shape of every latent sample site, in flat order.
+    potential_aux
+        ``x -> (potential(x), aux)``: the same potential and, from the same evaluation of the
+        model, ``aux = {"chi2": ..., "num_observed": ..., "sites": ...}``: the chi^2 of its
+        observed Normal sites (summed over unmasked values; NaN for other likelihoods), the
+        number of unmasked observed values, and the constrained latent and deterministic
+        sites (what ``constrain(unravel(x))`` returns). Lets an optimiser report its optimum
+        without compiling the model a second time.
+    unconstrain
+        Dictionary of constrained values of some latent sites -> their unconstrained values.
     """
 
     potential: Callable[[jax.Array], jax.Array]
@@ -53,6 +62,8 @@ class FlatModel(NamedTuple):
     init_flat: jax.Array
     dim: int
     site_shapes: dict[str, tuple[int, ...]]
+    potential_aux: Callable[[jax.Array], tuple[jax.Array, dict]]
+    unconstrain: Callable[[dict], dict]
 
 
 def flatten_model(
@@ -83,7 +94,7 @@ def flatten_model(
     """
     kwargs = dict(model_kwargs or {})
     init_values = {k: jnp.asarray(v) for k, v in (init_values or {}).items()}
-    found: dict[str, bool] = {}
+    found: dict[str, Any] = {}
 
     def draw(k):
         tr = handlers.trace(handlers.seed(model, k)).get_trace(*model_args, **kwargs)
@@ -93,7 +104,7 @@ def flatten_model(
                 continue
             if site["fn"].support.is_discrete:
                 raise ValueError(f"discrete latent site {name!r} is not supported")
-            found[name] = True
+            found[name] = (site["fn"].support, len(site["fn"].event_shape))
             value = init_values.get(name, site["value"])
             out[name] = biject_to(site["fn"].support).inv(value)
         return out
@@ -113,8 +124,37 @@ def flatten_model(
     def potential(x: jax.Array) -> jax.Array:
         return potential_energy(model, model_args, kwargs, unravel(x))
 
+    transforms = {name: biject_to(support) for name, (support, _) in found.items()}
+
+    def potential_aux(x: jax.Array) -> tuple[jax.Array, dict]:
+        # numpyro's potential_energy written out with public functions, keeping the trace:
+        # log p(constrained values) + log|det J| of the constraining transforms
+        from vaelens.infer.convert import chi2_of, num_observed_of
+
+        u = unravel(x)
+        c = {k: transforms[k](v) for k, v in u.items()}
+        log_joint, tr = log_density(model, model_args, kwargs, c)
+        for k, v in u.items():
+            log_det = transforms[k].log_abs_det_jacobian(v, c[k])
+            log_joint = log_joint + jnp.sum(log_det)
+        observed = [s for s in tr.values() if s["type"] == "sample" and s["is_observed"]]
+        sites = dict(c)
+        sites.update({k: s["value"] for k, s in tr.items() if s["type"] == "deterministic"})
+        aux = {
+            "chi2": sum(chi2_of(s) for s in observed) if observed else jnp.nan * x[0],
+            "num_observed": sum(num_observed_of(s) for s in observed) if observed else 0,
+            "sites": sites,
+        }
+        return -log_joint, aux
+
     def constrain(params: dict) -> dict:
         return constrain_fn(model, model_args, kwargs, params, return_deterministic=True)
+
+    def unconstrain(values: dict) -> dict:
+        unknown = set(values) - set(transforms)
+        if unknown:
+            raise ValueError(f"unknown latent sites: {sorted(unknown)}")
+        return {k: transforms[k].inv(jnp.asarray(v)) for k, v in values.items()}
 
     shapes = {k: tuple(np.shape(v)) for k, v in sorted(first.items())}
     return FlatModel(
@@ -124,6 +164,8 @@ def flatten_model(
         init_flat=init_flat,
         dim=int(flat0.shape[0]),
         site_shapes=shapes,
+        potential_aux=potential_aux,
+        unconstrain=unconstrain,
     )
 
 

@@ -12,7 +12,7 @@ over starting points.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -35,6 +35,8 @@ class BFGSState(NamedTuple):
         ``max|grad| < gtol`` or the objective stalled (relative change ``< ftol`` twice).
     stall
         Consecutive iterations with a negligible decrease.
+    aux
+        With ``has_aux``: the auxiliary output of ``fun`` at ``x`` (else ``None``).
     """
 
     x: jax.Array
@@ -44,17 +46,22 @@ class BFGSState(NamedTuple):
     iteration: jax.Array
     converged: jax.Array
     stall: jax.Array
+    aux: Any = None
 
 
-def bfgs_init(fun: Callable[[jax.Array], jax.Array], x0: jax.Array) -> BFGSState:
+def bfgs_init(fun: Callable, x0: jax.Array, has_aux: bool = False) -> BFGSState:
     """Initial state at ``x0``.
 
     The objective is not evaluated here: the state holds ``value = inf`` and a zero gradient,
     so the first :func:`bfgs_step` (a zero step, accepted at once) evaluates ``fun`` at ``x0``.
-    This keeps a single copy of the objective in a compiled :func:`bfgs_minimize`.
+    This keeps a single copy of the objective in a compiled :func:`bfgs_minimize`. With
+    ``has_aux`` (``fun`` returns ``(value, aux)``) the auxiliary output starts as zeros.
     """
-    del fun
     n = x0.shape[0]
+    aux = None
+    if has_aux:
+        shapes = jax.eval_shape(fun, x0)[1]
+        aux = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
     return BFGSState(
         x0,
         jnp.asarray(jnp.inf, x0.dtype),
@@ -63,33 +70,35 @@ def bfgs_init(fun: Callable[[jax.Array], jax.Array], x0: jax.Array) -> BFGSState
         jnp.asarray(0),
         jnp.asarray(False),
         jnp.asarray(0),
+        aux,
     )
 
 
-def _backtrack(vg, x, value, slope, direction, max_halvings: int, c1: float = 1e-4):
+def _backtrack(vg, x, value, slope, direction, max_halvings: int, aux, c1: float = 1e-4):
     """Backtracking Armijo line search (N&W Algorithm 3.1) with ``t = 1, 1/2, 1/4, ...``.
 
-    Each trial evaluates value and gradient together (one copy of the objective in the
-    compiled program). Returns ``(t, f, g, ok)`` at the accepted (or last) trial.
+    Each trial evaluates value, auxiliary output and gradient together (one copy of the
+    objective in the compiled program; ``vg(x) -> ((f, aux), g)``). Returns
+    ``(t, f, g, aux, ok)`` at the accepted (or last) trial.
     """
 
     def accept(t, f, g):
         return jnp.isfinite(f) & jnp.all(jnp.isfinite(g)) & (f <= value + c1 * t * slope)
 
     def cond(c):
-        k, t, f, g = c
+        k, t, f, g, _ = c
         return (k == 0) | ((k < max_halvings) & ~accept(t, f, g))
 
     def body(c):
-        k, t, _, _ = c
+        k, t, _, _, _ = c
         t = jnp.where(k == 0, t, 0.5 * t)
-        f, g = vg(x + t * direction)
-        return k + 1, t, f, g
+        (f, a), g = vg(x + t * direction)
+        return k + 1, t, f, g, a
 
     init = (jnp.asarray(0), jnp.asarray(1.0, x.dtype), jnp.asarray(jnp.inf, x.dtype),
-            jnp.zeros_like(x))
-    _, t, f, g = jax.lax.while_loop(cond, body, init)
-    return t, f, g, accept(t, f, g)
+            jnp.zeros_like(x), aux)
+    _, t, f, g, aux = jax.lax.while_loop(cond, body, init)
+    return t, f, g, aux, accept(t, f, g)
 
 
 def bfgs_step(
@@ -101,11 +110,12 @@ def bfgs_step(
     dtol: float = 0.0,
     max_step: float = 1.0,
     max_halvings: int = 20,
+    has_aux: bool = False,
 ) -> BFGSState:
     """One BFGS iteration (direction, backtracking line search, inverse-Hessian update).
 
-    See :func:`bfgs_minimize` for the tolerances; ``max_step`` caps the max-norm of a trial
-    step in the unconstrained space.
+    See :func:`bfgs_minimize` for the tolerances and ``has_aux``; ``max_step`` caps the
+    max-norm of a trial step in the unconstrained space.
     """
     x, value, g, hinv = state.x, state.value, state.grad, state.inv_hessian
     n = x.shape[0]
@@ -120,10 +130,17 @@ def bfgs_step(
     d = d * scale
     slope = slope * scale
 
-    t, f_t, g_t, ok = _backtrack(jax.value_and_grad(fun), x, value, slope, d, max_halvings)
+    if has_aux:
+        vg = jax.value_and_grad(fun, has_aux=True)
+        aux = state.aux
+    else:
+        vg = jax.value_and_grad(lambda z: (fun(z), None), has_aux=True)
+        aux = None
+    t, f_t, g_t, aux_t, ok = _backtrack(vg, x, value, slope, d, max_halvings, aux)
     x_new = jnp.where(ok, x + t * d, x)
     value_new = jnp.where(ok, f_t, value)
     g_new = jnp.where(ok, g_t, g)
+    aux_new = jax.tree_util.tree_map(lambda a, b: jnp.where(ok, a, b), aux_t, aux)
 
     s = x_new - x
     y = g_new - g
@@ -149,7 +166,9 @@ def bfgs_step(
     hopeless = ~ok & ~descent
     stall = jnp.where(small | ~ok, state.stall + 1, 0)
     converged = (jnp.max(jnp.abs(g_new)) < gtol) | (stall >= 3) | hopeless
-    return BFGSState(x_new, value_new, g_new, hinv_new, state.iteration + 1, converged, stall)
+    return BFGSState(
+        x_new, value_new, g_new, hinv_new, state.iteration + 1, converged, stall, aux_new
+    )
 
 
 def bfgs_minimize(
@@ -161,6 +180,7 @@ def bfgs_minimize(
     ftol: float = 1e-6,
     dtol: float = 0.0,
     max_step: float = 1.0,
+    has_aux: bool = False,
 ) -> BFGSState:
     """Minimise ``fun`` from ``x0``; returns the final :class:`BFGSState`.
 
@@ -182,6 +202,9 @@ def bfgs_minimize(
         (or a failed line search along steepest descent) end the run.
     max_step
         Largest trial step (max-norm) in the unconstrained space.
+    has_aux
+        ``fun`` returns ``(value, aux)``; the state then carries ``aux`` at its point ``x``
+        (e.g. a chi^2 evaluated by the same model evaluation as the objective).
     """
 
     def cond(state):
@@ -189,6 +212,8 @@ def bfgs_minimize(
         return (state.iteration < max_iter) & ~state.converged & started
 
     def body(state):
-        return bfgs_step(fun, state, gtol=gtol, ftol=ftol, dtol=dtol, max_step=max_step)
+        return bfgs_step(
+            fun, state, gtol=gtol, ftol=ftol, dtol=dtol, max_step=max_step, has_aux=has_aux
+        )
 
-    return jax.lax.while_loop(cond, body, bfgs_init(fun, x0))
+    return jax.lax.while_loop(cond, body, bfgs_init(fun, x0, has_aux))
