@@ -140,11 +140,12 @@ def test_potential_aux_is_the_numpyro_potential_with_chi2_and_sites():
         fm.unconstrain({"nope": 1.0})
 
 
-def test_staged_map_fit_frees_the_fixed_sites_and_finds_the_exact_optimum():
+@pytest.mark.parametrize("method", ["bfgs", "lbfgs"])
+def test_staged_map_fit_frees_the_fixed_sites_and_finds_the_exact_optimum(method):
     t = np.linspace(-1, 1, 50)
     y = 1.0 + 2.0 * t + 0.5 * np.random.default_rng(1).normal(size=50)
     res = staged_map_fit(linear_model, y, key=jax.random.PRNGKey(0), fixed={"b": 0.0},
-                         num_starts=3, num_refine=2, gtol=1e-8)
+                         num_starts=3, num_refine=2, gtol=1e-8, method=method)
     x = np.stack([np.ones_like(t), t], axis=1)
     prec = x.T @ x / 0.25 + np.eye(2) / 100.0
     mean = np.linalg.solve(prec, x.T @ y / 0.25)
