@@ -153,6 +153,8 @@ def main(argv=None) -> dict:
                         help="cap of draws per chain when doubling for convergence")
     parser.add_argument("--init-mass", default="laplace", choices=("laplace", "svi"),
                         help="covariance that whitens the NUTS coordinates")
+    parser.add_argument("--jitter", type=float, default=0.5,
+                        help="NUTS chains start at x* + jitter L eps (L: the whitening)")
     parser.add_argument("--cache", type=Path, default=None,
                         help="persistent XLA compilation cache directory (timings of a second "
                              "run then exclude most compilation; reported in the JSON)")
@@ -200,7 +202,7 @@ def main(argv=None) -> dict:
                     init_mass=post_svi if args.init_mass == "svi" else "laplace",
                     num_warmup=warmup, num_samples=samples, chain_method=args.chain_method,
                     max_tree_depth=args.max_tree_depth, progress_bar=args.progress,
-                    log_likelihood=False)
+                    jitter=args.jitter, log_likelihood=False)
         t_nuts = time.perf_counter() - t
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -255,7 +257,8 @@ def main(argv=None) -> dict:
         "svi": {"wall_s": t_svi, "guide": "mvn", **{k: v for k, v in post_svi.attrs.items()
                                                         if k.startswith("timing")},
                 "mean_minus_nuts_mean_sigma": svi_vs_nuts},
-        "nuts": {"chain_method": args.chain_method, "num_chains": 4, "runs": runs,
+        "nuts": {"chain_method": args.chain_method, "num_chains": 4, "jitter": args.jitter,
+                 "runs": runs,
                  "ess_bulk_per_s": ess_per_s,
                  "converged": runs[-1]["max_rhat"] <= 1.01 and runs[-1]["min_ess_bulk"] >= 400},
         "truth_in_intervals": hits,
