@@ -205,6 +205,26 @@ def test_map_fit_splits_starts_over_host_devices():
     np.testing.assert_allclose(two["cov"], one["cov"], rtol=1e-8, atol=1e-14)
 
 
+def test_gauss_newton_covariance_is_exact_for_a_linear_gaussian_model():
+    from vaelens.infer.mcmc import gauss_newton_covariance
+
+    t = np.linspace(-1, 1, 50)
+    y = 1.0 + 2.0 * t + 0.5 * np.random.default_rng(1).normal(size=50)
+    res = map_fit(linear_model, y, key=jax.random.PRNGKey(0), num_starts=2, gtol=1e-8)
+    x = np.stack([np.ones_like(t), t], axis=1)
+    cov = np.linalg.inv(x.T @ x / 0.25 + np.eye(2) / 100.0)
+    np.testing.assert_allclose(gauss_newton_covariance(res), cov, rtol=1e-6, atol=1e-12)
+    lmat = whitening(res, "gauss-newton")
+    np.testing.assert_allclose(lmat @ lmat.T, cov, rtol=1e-6, atol=1e-12)
+    # a scale that depends on the parameters adds its Fisher term 2 (d log sigma)^2
+    res = map_fit(gaussian_model, Y, key=jax.random.PRNGKey(0), num_starts=2)
+    sigma = float(res.params["sigma"])
+    fisher = np.diag([Y.size / sigma**2, 2.0 * Y.size])  # (mu, log sigma)
+    prior = np.diag([1.0 / 100.0, 1.0 / 0.25])  # N(0, 10) and LogNormal(0, 0.5) in log space
+    np.testing.assert_allclose(gauss_newton_covariance(res), np.linalg.inv(fisher + prior),
+                               rtol=1e-5, atol=1e-12)
+
+
 def test_whitening_falls_back_to_laplace_for_non_finite_draws():
     res = map_fit(linear_model, Y[:20], key=jax.random.PRNGKey(0), num_starts=2)
     bad = az.from_dict(posterior={"a": np.full((1, 5), np.nan), "b": np.full((1, 5), np.nan)})

@@ -37,18 +37,23 @@ def whitening(map_result: MAPResult, init_mass: Any = "laplace") -> np.ndarray:
     ``L L^T`` is the covariance that initialises the geometry: the Laplace covariance
     (``"laplace"``), the covariance of the unconstrained draws of an InferenceData (e.g. from
     :func:`vaelens.infer.svi`), an explicit ``(dim, dim)`` covariance or ``(dim,)`` variances in
-    the flat unconstrained order, or None (identity: no preconditioning).
+    the flat unconstrained order, or None (identity: no preconditioning); ``"gauss-newton"``:
+    the inverse of the Fisher information of the likelihood plus the Hessian of the log prior at
+    the MAP (:func:`gauss_newton_covariance`).
     """
     dim = len(map_result.x)
     if init_mass is None:
         return np.eye(dim)
     if isinstance(init_mass, str):
-        if init_mass != "laplace":
+        if init_mass not in ("laplace", "gauss-newton"):
             raise ValueError(
-                "init_mass must be 'laplace', an InferenceData, an array or None, "
-                f"got {init_mass!r}"
+                "init_mass must be 'laplace', 'gauss-newton', an InferenceData, an array or "
+                f"None, got {init_mass!r}"
             )
-        cov = map_result.cov_unconstrained
+        if init_mass == "laplace":
+            cov = map_result.cov_unconstrained
+        else:
+            cov = gauss_newton_covariance(map_result)
     elif hasattr(init_mass, "posterior"):
         cov = _unconstrained_covariance(map_result, init_mass)
         if not np.all(np.isfinite(cov)):
@@ -68,6 +73,62 @@ def whitening(map_result: MAPResult, init_mass: Any = "laplace") -> np.ndarray:
     w, v = np.linalg.eigh(0.5 * (cov + cov.T))
     w = np.clip(w, max(float(w.max()), 0.0) * 1e-12 + 1e-300, None)
     return v * np.sqrt(w)
+
+
+def gauss_newton_covariance(map_result: MAPResult) -> np.ndarray:
+    """Gauss-Newton (Fisher) covariance of the flat unconstrained parameters at the MAP.
+
+    The inverse of ``F + H_prior``: ``F`` is the Fisher information of the Normal likelihood
+    sites, ``J_mu^T J_mu + 2 J_s^T J_s`` with ``J_mu = d(loc)/dx / scale`` and
+    ``J_s = d(log scale)/dx`` over the unmasked values (forward-mode Jacobians), and
+    ``H_prior`` the Hessian of the negative log prior (with the log-Jacobians of the
+    transforms). Unlike the Hessian of the log posterior it is positive semi-definite
+    wherever the likelihood is, so it stays a usable metric where the MAP sits at a saddle
+    or in a flat direction (VAE latents).
+    """
+    from numpyro import handlers
+    from numpyro.infer.util import potential_energy
+
+    from vaelens.infer.convert import _normal_parts
+
+    fm = map_result.flat_model
+    model, args = map_result.model, map_result.model_args
+    kwargs = dict(map_result.model_kwargs)
+    x = jnp.asarray(map_result.x)
+    latent = list(fm.site_shapes)
+
+    def normal_terms(x):
+        sites = fm.constrain(fm.unravel(x))
+        sub = handlers.substitute(model, data={k: sites[k] for k in latent})
+        tr = handlers.trace(handlers.seed(sub, jax.random.PRNGKey(0))).get_trace(*args, **kwargs)
+        mus, logs = [], []
+        for site in tr.values():
+            if site["type"] != "sample" or not site["is_observed"]:
+                continue
+            parts = _normal_parts(site["fn"])
+            if parts is None:
+                raise ValueError(
+                    "init_mass='gauss-newton' needs Normal likelihoods; "
+                    f"site {site['name']!r} is not one"
+                )
+            loc, scale, mask = parts
+            shape = jnp.shape(site["value"])
+            mask = jnp.broadcast_to(mask, shape)
+            loc, scale = jnp.broadcast_to(loc, shape), jnp.broadcast_to(scale, shape)
+            mus.append(jnp.where(mask, loc / jax.lax.stop_gradient(scale), 0.0).ravel())
+            logs.append(jnp.where(mask, jnp.sqrt(2.0) * jnp.log(scale), 0.0).ravel())
+        return jnp.concatenate(mus + logs)
+
+    def prior_potential(x):
+        hidden = handlers.block(model, hide_fn=lambda site: site.get("is_observed", False))
+        return potential_energy(hidden, args, kwargs, fm.unravel(x))
+
+    jac = np.asarray(jax.jit(jax.jacfwd(normal_terms))(x), dtype=np.float64)
+    h_prior = np.asarray(jax.jit(jax.hessian(prior_potential))(x), dtype=np.float64)
+    h = jac.T @ jac + 0.5 * (h_prior + h_prior.T)
+    w, v = np.linalg.eigh(0.5 * (h + h.T))
+    floor = max(float(np.max(np.abs(w))) * 1e-12, 1e-300)
+    return (v / np.maximum(w, floor)) @ v.T
 
 
 def _unconstrained_covariance(map_result: MAPResult, idata: Any) -> np.ndarray:
@@ -260,9 +321,10 @@ def nuts(
         A :class:`MAPResult` of the same model and data; computed with ``map_kwargs`` if None.
     init_mass
         Covariance that whitens the sampling space (equivalently, the initial inverse mass
-        matrix): ``"laplace"`` (the MAP's Laplace covariance), an InferenceData of an SVI fit
-        (covariance of its draws), an explicit array (flat unconstrained order) or None
-        (identity). See :func:`whitening`.
+        matrix): ``"laplace"`` (the MAP's Laplace covariance), ``"gauss-newton"`` (Fisher
+        information plus prior Hessian at the MAP, :func:`gauss_newton_covariance`), an
+        InferenceData of an SVI fit (covariance of its draws), an explicit array (flat
+        unconstrained order) or None (identity). See :func:`whitening`.
     jitter
         Chains start at ``u = jitter * N(0, I)`` in whitened units (``x* + jitter L eps``).
     max_tree_depth, target_accept_prob
