@@ -12,7 +12,7 @@ from vaelens.infer.convert import package_versions, to_inference_data
 from vaelens.infer.diagnostics import ConvergenceWarning, Diagnostics, diagnostics
 from vaelens.infer.flat import FlatModel, flatten_model
 from vaelens.infer.map import MAPResult, map_fit, staged_map_fit
-from vaelens.infer.mcmc import hmc, nuts
+from vaelens.infer.mcmc import gauss_newton_covariance, hmc, nuts
 from vaelens.infer.optim import BFGSState, bfgs_minimize
 from vaelens.infer.reconstruction import Reconstruction, reconstruct
 from vaelens.infer.svi import svi
@@ -29,6 +29,7 @@ __all__ = [
     "compare_fits",
     "diagnostics",
     "flatten_model",
+    "gauss_newton_covariance",
     "hmc",
     "map_fit",
     "nuts",
