@@ -214,6 +214,31 @@ def test_fit_init_from_an_earlier_fit(map_fit, mock):
     assert_clean_error(code, err, "not found")
 
 
+def test_fit_nuts_with_the_gauss_newton_metric(map_fit, mock):
+    import arviz as az
+
+    m = mock / "mock"
+    argv = ["fit", m / "image.fits", "--psf", m / "psf.fits", *FIT, "--init-from", map_fit[0]]
+    argv[argv.index("--method") + 1] = "nuts"
+    argv[argv.index("--samples") + 1] = "40"
+    argv[argv.index("--chains") + 1] = "1"
+    out = mock / "fit_nuts_gn"
+    code, _, err = run_cli([*argv, "--init-mass", "gauss-newton", "--warmup", "40",
+                            "--max-tree-depth", "6", "--out", out])
+    assert code == 0, err
+    s = json.loads((out / "summary.json").read_text())
+    assert s["method"] == "nuts" and s["init_mass"] == "gauss-newton"
+    post = az.from_netcdf(out / "posterior.nc").posterior
+    assert post.sizes["draw"] == 40
+    # the chain stays around the MAP it started from, with a width like the Laplace sigma
+    te0 = json.loads((map_fit[0] / "summary.json").read_text())["parameters"]["theta_E"]
+    te = post["theta_E"].values.ravel()
+    assert abs(te.mean() - te0["map"]) < 3 * te0["laplace_sd"]
+    assert 0.2 < te.std() / te0["laplace_sd"] < 5
+    code, _, err = run_cli([*argv, "--init-mass", "fisher", "--out", mock / "bad"])
+    assert code == 2 and "--init-mass" in err
+
+
 # --------------------------------------------------------------------------- errors
 @pytest.fixture()
 def small_fits(tmp_path):

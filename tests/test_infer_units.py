@@ -140,6 +140,52 @@ def test_potential_aux_is_the_numpyro_potential_with_chi2_and_sites():
         fm.unconstrain({"nope": 1.0})
 
 
+def vector_model():
+    numpyro.sample("w", dist.Normal(0.0, 1.0).expand([3]).to_event(1))
+    numpyro.sample("s", dist.LogNormal(0.0, 1.0))
+    numpyro.sample("m", dist.Normal(jnp.zeros((2, 2)), 1.0).to_event(2))
+
+
+def test_flatten_model_background_draws_and_numpy_layout():
+    from concurrent.futures import Future
+
+    from vaelens.infer.flat import flatten_model
+
+    key = jax.random.PRNGKey(3)
+    now = flatten_model(vector_model, key=key, num_inits=4)
+    later = flatten_model(vector_model, key=key, num_inits=4, background=True)
+    assert isinstance(later.inits, Future) and not isinstance(now.inits, Future)
+    assert later.dim == now.dim == 8 and later.dtype == now.init_flat.dtype
+    # the same draws, whether computed at once or in the background thread
+    np.testing.assert_array_equal(np.asarray(later.init_flat), np.asarray(now.init_flat))
+    assert list(now.site_shapes) == ["m", "s", "w"]  # flat order: sorted names
+    assert now.site_slices == {"m": slice(0, 4), "s": slice(4, 5), "w": slice(5, 8)}
+    x = np.asarray(now.init_flat)
+    for row in x:
+        ref = now.unravel(jnp.asarray(row))
+        got = now.unravel_numpy(row)
+        assert {k: v.shape for k, v in got.items()} == {k: v.shape for k, v in ref.items()}
+        for k in ref:
+            np.testing.assert_array_equal(got[k], np.asarray(ref[k]))
+    # a leading batch axis is kept
+    assert now.unravel_numpy(x)["m"].shape == (4, 2, 2)
+    assert now.unravel_numpy(x)["s"].shape == (4,)
+    # draws differ between starts (they are prior draws, not copies)
+    assert np.all(np.std(x, axis=0) > 0)
+
+
+def test_flatten_model_errors_surface_at_the_call():
+    from vaelens.infer.flat import flatten_model
+
+    def empty():
+        numpyro.deterministic("c", jnp.ones(2))
+
+    with pytest.raises(ValueError, match="no latent sample sites"):
+        flatten_model(empty, key=jax.random.PRNGKey(0), background=True)
+    with pytest.raises(ValueError, match="unknown sites"):
+        flatten_model(vector_model, key=jax.random.PRNGKey(0), init_values={"q": 1.0})
+
+
 @pytest.mark.parametrize("method", ["bfgs", "lbfgs"])
 def test_staged_map_fit_frees_the_fixed_sites_and_finds_the_exact_optimum(method):
     t = np.linspace(-1, 1, 50)

@@ -426,6 +426,7 @@ def run_inference(args: argparse.Namespace, data, spec, decoder, timer: StageTim
             num_chains=args.chains,
             chain_method=chain_method(args.chains),
             dense_mass=args.dense_mass,
+            init_mass=getattr(args, "init_mass", "laplace"),
             progress_bar=progress,
             log_likelihood=False,
             **extra,
@@ -514,6 +515,8 @@ def fit_into(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
         "chains": args.chains,
         "warmup": args.warmup,
         "samples": args.samples,
+        "init_mass": getattr(args, "init_mass", "laplace") if args.method in ("nuts", "hmc")
+        else None,
         "spec": _outputs.spec_dict(spec),
         "versions": package_versions(),
         **info,

@@ -14,8 +14,10 @@ the ``AutoMultivariateNormal`` guide.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -28,7 +30,23 @@ from numpyro.infer.util import constrain_fn, log_density, potential_energy
 __all__ = ["FlatModel", "flatten_model", "flat_labels", "is_summary_site"]
 
 
-class FlatModel(NamedTuple):
+_EXECUTOR: ThreadPoolExecutor | None = None
+
+
+def run_in_background(fn: Callable, *args: Any) -> Future:
+    """Run ``fn(*args)`` in vaelens' background thread (compilations that overlap others).
+
+    XLA releases the GIL while it compiles and runs, so a program compiled here proceeds while
+    the caller traces or compiles another one.
+    """
+    global _EXECUTOR
+    if _EXECUTOR is None:
+        _EXECUTOR = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vaelens")
+    return _EXECUTOR.submit(fn, *args)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class FlatModel:
     """A model flattened to one unconstrained vector.
 
     Attributes
@@ -40,7 +58,9 @@ class FlatModel(NamedTuple):
     constrain
         Dictionary of unconstrained values -> constrained sample sites plus deterministic sites.
     init_flat
-        ``(num_inits, dim)`` initial points (prior draws by default).
+        ``(num_inits, dim)`` initial points (prior draws by default); with
+        ``flatten_model(..., background=True)`` they are computed in a background thread and
+        the first access waits for them.
     dim
         Number of unconstrained parameters.
     site_shapes
@@ -54,16 +74,41 @@ class FlatModel(NamedTuple):
         without compiling the model a second time.
     unconstrain
         Dictionary of constrained values of some latent sites -> their unconstrained values.
+    dtype
+        Floating dtype of the flat vector.
     """
 
     potential: Callable[[jax.Array], jax.Array]
     unravel: Callable[[jax.Array], dict]
     constrain: Callable[[dict], dict]
-    init_flat: jax.Array
+    inits: Any = dataclasses.field(repr=False)
     dim: int
     site_shapes: dict[str, tuple[int, ...]]
     potential_aux: Callable[[jax.Array], tuple[jax.Array, dict]]
     unconstrain: Callable[[dict], dict]
+    dtype: Any
+
+    @property
+    def init_flat(self) -> jax.Array:
+        return self.inits.result() if isinstance(self.inits, Future) else self.inits
+
+    @property
+    def site_slices(self) -> dict[str, slice]:
+        """Slice of the flat vector that holds each latent site (flat order)."""
+        out, i = {}, 0
+        for name, shape in self.site_shapes.items():
+            n = int(np.prod(shape, dtype=int))
+            out[name] = slice(i, i + n)
+            i += n
+        return out
+
+    def unravel_numpy(self, x) -> dict[str, np.ndarray]:
+        """:attr:`unravel` in NumPy (host arrays; no JAX dispatch)."""
+        x = np.asarray(x)
+        return {
+            name: x[..., sl].reshape(x.shape[:-1] + tuple(self.site_shapes[name]))
+            for name, sl in self.site_slices.items()
+        }
 
 
 def flatten_model(
@@ -74,6 +119,7 @@ def flatten_model(
     key: jax.Array,
     num_inits: int = 1,
     init_values: dict[str, Any] | None = None,
+    background: bool = False,
 ) -> FlatModel:
     """Trace ``model`` once and return its flat unconstrained view.
 
@@ -91,6 +137,9 @@ def flatten_model(
     init_values
         Constrained values that replace the prior draws of some sites in every initial point
         (e.g. ``{"z": jnp.zeros(64)}``).
+    background
+        Compile and draw the initial points in a background thread (:attr:`FlatModel.init_flat`
+        waits for them), so that their compilation overlaps whatever the caller compiles next.
     """
     kwargs = dict(model_kwargs or {})
     init_values = {k: jnp.asarray(v) for k, v in (init_values or {}).items()}
@@ -110,16 +159,30 @@ def flatten_model(
         return out
 
     # jit + vmap: the likelihood does not feed the returned values, so it is removed as dead
-    # code and this compiles only the prior part of the model.
-    draws = jax.jit(jax.vmap(draw))(jax.random.split(key, num_inits))
-    if not draws:
+    # code and this compiles only the prior part of the model. Tracing it here (lower) finds
+    # the sites and the flat layout; compiling and running can wait (``background``).
+    layout: dict[str, Any] = {}
+
+    def draw_flat(k):
+        flat, layout["unravel"] = ravel_pytree(draw(k))
+        return flat
+
+    keys = jax.random.split(key, num_inits)
+    lowered = jax.jit(jax.vmap(draw_flat)).lower(keys)
+    if not found:
         raise ValueError("the model has no latent sample sites")
     unknown = set(init_values) - set(found)
     if unknown:
         raise ValueError(f"init_values for unknown sites: {sorted(unknown)}")
-    first = {k: v[0] for k, v in draws.items()}
-    flat0, unravel = ravel_pytree(first)
-    init_flat = jax.vmap(lambda d: ravel_pytree(d)[0])(draws)
+    unravel = layout["unravel"]
+    out_info = lowered.out_info
+    dim, dtype = int(out_info.shape[1]), out_info.dtype
+    first = jax.eval_shape(unravel, jax.ShapeDtypeStruct((dim,), dtype))
+
+    def run_draws():
+        return lowered.compile()(keys)
+
+    inits = run_in_background(run_draws) if background else run_draws()
 
     def potential(x: jax.Array) -> jax.Array:
         return potential_energy(model, model_args, kwargs, unravel(x))
@@ -156,16 +219,17 @@ def flatten_model(
             raise ValueError(f"unknown latent sites: {sorted(unknown)}")
         return {k: transforms[k].inv(jnp.asarray(v)) for k, v in values.items()}
 
-    shapes = {k: tuple(np.shape(v)) for k, v in sorted(first.items())}
+    shapes = {k: tuple(v.shape) for k, v in sorted(first.items())}
     return FlatModel(
         potential=potential,
         unravel=unravel,
         constrain=constrain,
-        init_flat=init_flat,
-        dim=int(flat0.shape[0]),
+        inits=inits,
+        dim=dim,
         site_shapes=shapes,
         potential_aux=potential_aux,
         unconstrain=unconstrain,
+        dtype=dtype,
     )
 
 

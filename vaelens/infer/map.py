@@ -27,9 +27,14 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import optax.tree_utils as otu
-from jax.flatten_util import ravel_pytree
 
-from vaelens.infer.flat import FlatModel, flat_labels, flatten_model, summary_vector
+from vaelens.infer.flat import (
+    FlatModel,
+    flat_labels,
+    flatten_model,
+    run_in_background,
+    summary_vector,
+)
 from vaelens.infer.optim import bfgs_minimize
 
 __all__ = [
@@ -152,14 +157,15 @@ def _row_loop(
         return jax.lax.map(lambda r: fn(*r, *shared), rows)
 
     def pack(*arrays):
+        # host (NumPy) bookkeeping: no small JAX programs to compile and dispatch
         out = []
         for a in arrays:
-            a = jnp.asarray(a)
+            a = np.asarray(a)
             if a.shape[0] > capacity:
                 raise ValueError(f"at most {capacity} rows per call, got {a.shape[0]}")
-            a = jnp.concatenate([a, jnp.broadcast_to(a[:1], (capacity - a.shape[0], *a.shape[1:]))])
+            a = np.concatenate([a, np.broadcast_to(a[:1], (capacity - a.shape[0], *a.shape[1:]))])
             if n_dev > 1:
-                a = jnp.swapaxes(a.reshape(per, n_dev, *a.shape[1:]), 0, 1)
+                a = np.ascontiguousarray(np.swapaxes(a.reshape(per, n_dev, *a.shape[1:]), 0, 1))
             out.append(a)
         return tuple(out)
 
@@ -168,7 +174,7 @@ def _row_loop(
         call = jax.jit(jax.vmap(fn, in_axes=in_axes) if vectorize else loop)
 
         def unpack(out, n):
-            return jax.tree_util.tree_map(lambda o: o[:n], jax.device_get(out))
+            return jax.tree_util.tree_map(lambda o: np.asarray(o)[:n], jax.device_get(out))
 
     else:
         call = jax.pmap(loop, in_axes=in_axes, devices=jax.local_devices()[:n_dev])
@@ -203,25 +209,26 @@ class _MultiStart:
         n_dev = min(jax.local_device_count(), num_rows, int(devices or num_rows))
         self.n_dev = 1 if vectorize else max(1, n_dev)
         self.dim = fm.dim
-        self.dtype = fm.init_flat.dtype
+        self.dtype = fm.dtype
         self.dtol = dtol
         self.call, self.pack, self.unpack, self.capacity = _row_loop(
             solver, num_rows, n_dev, n_row_args=2, n_args=2, vectorize=vectorize
         )
-        proto = self.pack(jnp.zeros((1, fm.dim), self.dtype), jnp.zeros((1,), jnp.int32))
-        tol = jnp.asarray(dtol, self.dtype)
-        self.compiled = self.call.lower(*proto, jnp.ones(fm.dim, bool), tol).compile()
+        proto = self.pack(np.zeros((1, fm.dim), self.dtype), np.zeros((1,), np.int32))
+        tol = np.asarray(dtol, self.dtype)
+        self.compiled = self.call.lower(*proto, np.ones(fm.dim, bool), tol).compile()
 
     def run(self, points, limit: int, mask=None, dtol: float | None = None) -> tuple:
         """Solver outputs ``(x, f, converged, nit, diag(H^-1), grad, aux)`` of every row."""
-        points = jnp.asarray(points, self.dtype)
-        mask = jnp.ones(self.dim, bool) if mask is None else jnp.asarray(mask, bool)
-        tol = jnp.asarray(self.dtol if dtol is None else dtol, self.dtype)
+        points = np.asarray(points, self.dtype)
+        mask = np.ones(self.dim, bool) if mask is None else np.asarray(mask, bool)
+        tol = np.asarray(self.dtol if dtol is None else dtol, self.dtype)
         outs = []
         for i in range(0, points.shape[0], self.capacity):
             chunk = points[i : i + self.capacity]
             m = chunk.shape[0]
-            limits = jnp.zeros((self.capacity,), jnp.int32).at[:m].set(int(limit))
+            limits = np.zeros((self.capacity,), np.int32)
+            limits[:m] = int(limit)
             out = self.compiled(*self.pack(chunk, limits), mask, tol)
             outs.append(self.unpack(jax.block_until_ready(out), m))
         return jax.tree_util.tree_map(lambda *a: np.concatenate(a), *outs)
@@ -243,8 +250,10 @@ def hessian_fd(
     when given (e.g. by an already compiled program, to compile nothing new).
     """
     n = x.shape[0]
-    eye = jnp.eye(n, dtype=x.dtype) * steps[:, None].astype(x.dtype)
-    pts = jnp.concatenate([x[None] + eye, x[None] - eye])
+    x = np.asarray(x)
+    steps = np.asarray(steps).astype(x.dtype)
+    eye = np.eye(n, dtype=x.dtype) * steps[:, None].astype(x.dtype)
+    pts = np.concatenate([x[None] + eye, x[None] - eye])
     if gradients is None:
         call, pack, unpack, _ = _row_loop(jax.grad(potential), pts.shape[0], devices)
         g = np.asarray(unpack(call(*pack(pts)), 2 * n), np.float64)
@@ -277,8 +286,8 @@ def laplace_covariance(
         h = 0.5 * (h + h.T)
     elif method == "fd":
         if steps is None:
-            steps = 1e-4 * (1.0 + jnp.abs(x))
-        h = hessian_fd(potential, x, jnp.asarray(steps), devices=devices, gradients=gradients)
+            steps = 1e-4 * (1.0 + np.abs(np.asarray(x)))
+        h = hessian_fd(potential, x, steps, devices=devices, gradients=gradients)
     else:
         raise ValueError(f"method must be 'fd' or 'autodiff', got {method!r}")
     w, v = np.linalg.eigh(h)
@@ -491,21 +500,43 @@ def map_fit(
     """
     _check_map_args(method, num_starts, devices)
     t0 = time.perf_counter()
+    # the prior draws compile in the background while the optimiser compiles
     fm = flatten_model(
-        model, model_args, model_kwargs, key=key, num_inits=num_starts, init_values=init_values
+        model, model_args, model_kwargs, key=key, num_inits=num_starts, init_values=init_values,
+        background=init_points is None,
     )
-    x0 = fm.init_flat if init_points is None else jnp.asarray(init_points, fm.init_flat.dtype)
-    if x0.ndim != 2 or x0.shape[1] != fm.dim:
-        raise ValueError(f"init_points must have shape (n, {fm.dim})")
-    prog = _MultiStart(fm, method, max_iter, gtol, dtol, x0.shape[0], devices, vectorize)
+    if init_points is not None:
+        init_points = np.asarray(init_points, fm.dtype)
+        if init_points.ndim != 2 or init_points.shape[1] != fm.dim:
+            raise ValueError(f"init_points must have shape (n, {fm.dim})")
+    num_rows = num_starts if init_points is None else init_points.shape[0]
+    prog = _MultiStart(fm, method, max_iter, gtol, dtol, num_rows, devices, vectorize)
+    x0 = fm.init_flat if init_points is None else init_points
     t_compile = time.perf_counter()
+    jacobian = _summary_jacobian(fm) if laplace else None
     out = prog.run(x0, max_iter)
     t_opt = time.perf_counter()
     return _finish(
         prog, fm, out, model, model_args, model_kwargs, method=method, laplace=laplace,
-        hessian=hessian, evaluate=evaluate,
+        hessian=hessian, evaluate=evaluate, jacobian=jacobian,
         times={"start": t0, "compile": t_compile, "optimize": t_opt},
     )
+
+
+def _summary_jacobian(fm: FlatModel):
+    """Future of the compiled Jacobian ``d summary / d x`` (delta method of the Laplace
+    covariance), traced and compiled in the background thread while the optimiser runs.
+
+    Only the summary sites are returned, so the likelihood is dead code. The caller must not
+    trace the NumPyro model itself until the future is done (NumPyro's handler stack is
+    global, not per thread).
+    """
+
+    def derived(x):
+        return summary_vector(fm.constrain(fm.unravel(x)))
+
+    proto = jax.ShapeDtypeStruct((fm.dim,), fm.dtype)
+    return run_in_background(lambda: jax.jit(jax.jacfwd(derived)).lower(proto).compile())
 
 
 def _check_map_args(method, num_starts, devices):
@@ -530,17 +561,22 @@ def _finish(
     hessian: str,
     evaluate: bool,
     times: dict[str, float],
+    jacobian=None,
 ) -> MAPResult:
-    """Best start, Laplace covariance, chi^2 and the :class:`MAPResult` of a multi-start run."""
+    """Best start, Laplace covariance, chi^2 and the :class:`MAPResult` of a multi-start run.
+
+    ``jacobian``: the future of :func:`_summary_jacobian` (waited for first), or None.
+    """
+    jac_fn = jacobian.result() if jacobian is not None else None
     xs, fs, ok, nit, hdiag, _, aux = out
     losses = np.asarray(fs, dtype=np.float64)
     losses = np.where(np.isfinite(losses), losses, np.inf)
     if not np.isfinite(losses).any():
         raise RuntimeError("every MAP start diverged (non-finite loss); check priors and data")
     best = int(np.argmin(losses))
-    x_best = jnp.asarray(xs[best])
+    x_best = np.asarray(xs[best])
 
-    unconstrained = jax.device_get(fm.unravel(x_best))
+    unconstrained = fm.unravel_numpy(x_best)
     if aux is not None:  # BFGS: the sites at the optimum came with it
         params = {k: v[best] for k, v in aux["sites"].items()}
     else:
@@ -560,7 +596,7 @@ def _finish(
             return prog.run(points, 1)[5]
 
         cov_u, n_bad = laplace_covariance(
-            fm.potential, x_best, method=hessian, steps=jnp.asarray(steps),
+            fm.potential, jnp.asarray(x_best), method=hessian, steps=steps,
             devices=prog.n_dev, gradients=gradients if method == "bfgs" else None,
         )
         if n_bad:
@@ -571,11 +607,9 @@ def _finish(
                 stacklevel=3,
             )
 
-        def derived(x):
-            return summary_vector(fm.constrain(fm.unravel(x)))
-
-        # jit: only the summary sites are returned, so the likelihood is dead code
-        jac = np.asarray(jax.jit(jax.jacfwd(derived))(x_best), dtype=np.float64)
+        if jac_fn is None:
+            jac_fn = _summary_jacobian(fm).result()
+        jac = np.asarray(jac_fn(x_best), dtype=np.float64)
         cov = jac @ cov_u @ jac.T
     else:
         cov_u = np.full((fm.dim, fm.dim), np.nan)
@@ -703,33 +737,34 @@ def staged_map_fit(
         raise ValueError("num_plain must be non-negative")
     _check_map_args(method, num_starts, devices)
     t0 = time.perf_counter()
-    fm = flatten_model(model, model_args, model_kwargs, key=key, num_inits=num_starts + num_plain)
+    # the prior draws compile in the background while the optimiser compiles
+    fm = flatten_model(model, model_args, model_kwargs, key=key, num_inits=num_starts + num_plain,
+                       background=True)
     fixed_u = fm.unconstrain(fixed)
-    # stage-1 starts: prior draws with the fixed sites replaced; mask of the free coordinates
-    draws = jax.vmap(fm.unravel)(fm.init_flat[:num_starts])
-    free = {}
-    for name, shape in fm.site_shapes.items():
-        if name in fixed_u:
-            draws[name] = jnp.broadcast_to(fixed_u[name], (num_starts, *shape))
-        free[name] = jnp.full(shape, name not in fixed_u)
-    starts = jax.vmap(lambda d: ravel_pytree(d)[0])(draws)
-    mask = ravel_pytree(free)[0].astype(bool)
-
     num_refine = min(num_refine, num_starts)
     prog = _MultiStart(
         fm, method, max_iter, gtol, dtol, max(num_starts, num_refine + num_plain), devices,
         vectorize,
     )
+    # stage-1 starts: prior draws with the fixed sites replaced; mask of the free coordinates
+    inits = np.asarray(fm.init_flat)
+    starts = inits[:num_starts].copy()
+    mask = np.ones(fm.dim, bool)
+    for name, sl in fm.site_slices.items():
+        if name in fixed_u:
+            starts[:, sl] = np.ravel(np.broadcast_to(fixed_u[name], fm.site_shapes[name]))
+            mask[sl] = False
     t_compile = time.perf_counter()
+    jacobian = _summary_jacobian(fm) if laplace else None
     out1 = prog.run(starts, max_iter, mask, dtol=max(stage1_dtol, dtol))
     t1 = time.perf_counter()
     losses1 = np.where(np.isfinite(out1[1]), out1[1], np.inf)
     order = np.argsort(losses1, kind="stable")[:num_refine]
-    points = np.concatenate([out1[0][order], np.asarray(fm.init_flat[num_starts:])])
+    points = np.concatenate([out1[0][order], inits[num_starts:]])
     out2 = prog.run(points, max_iter)
     t2 = time.perf_counter()
     return _finish(
         prog, fm, out2, model, model_args, model_kwargs, method=method, laplace=laplace,
-        hessian=hessian, evaluate=evaluate,
+        hessian=hessian, evaluate=evaluate, jacobian=jacobian,
         times={"start": t0, "compile": t_compile, "stage1": t1, "optimize": t2},
     )
