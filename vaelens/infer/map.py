@@ -252,7 +252,7 @@ def hessian_fd(
     n = x.shape[0]
     x = np.asarray(x)
     steps = np.asarray(steps).astype(x.dtype)
-    eye = np.eye(n, dtype=x.dtype) * steps[:, None].astype(x.dtype)
+    eye = np.eye(n, dtype=x.dtype) * steps[:, None]
     pts = np.concatenate([x[None] + eye, x[None] - eye])
     if gradients is None:
         call, pack, unpack, _ = _row_loop(jax.grad(potential), pts.shape[0], devices)
@@ -503,7 +503,7 @@ def map_fit(
     # the prior draws compile in the background while the optimiser compiles
     fm = flatten_model(
         model, model_args, model_kwargs, key=key, num_inits=num_starts, init_values=init_values,
-        background=init_points is None,
+        background=True,
     )
     if init_points is not None:
         init_points = np.asarray(init_points, fm.dtype)

@@ -279,7 +279,7 @@ def _renderer(data, spec: LensSpec, decoder: Decoder | None) -> Callable:
         return functools.partial(_render, data, spec, decoder)
     key = (id(spec), id(decoder))
     entry = per_data.get(key)
-    if entry is None or entry[0] is not spec or entry[1] is not decoder:
+    if entry is None:
         # a weak reference: the cached function must not keep its own key alive
         def render(params):
             return _render(data_ref(), spec, decoder, params)
