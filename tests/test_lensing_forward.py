@@ -197,3 +197,17 @@ def test_float32_in_float32_out():
     img64 = _forward(grid, SIS(0.5), Sersic(4.0, 0.5, 2.0), Gaussian(3.0, 0.1), psf)
     assert img32.dtype == jnp.float32 and img64.dtype == jnp.float64
     np.testing.assert_allclose(img32, img64, rtol=1e-4, atol=1e-5 * float(img64.max()))
+
+
+def test_materialize_is_the_identity_and_keeps_gradients_and_nans():
+    from vaelens.lensing._xla import materialize
+
+    x = jnp.linspace(-1.0, 2.0, 12).reshape(3, 4)
+    np.testing.assert_array_equal(jax.jit(materialize)(x), x)
+    g = jax.grad(lambda a: jnp.sum(materialize(a) ** 3))(x)
+    np.testing.assert_allclose(g, 3 * x**2, rtol=1e-12)
+    bad = x.at[0, 0].set(jnp.nan)
+    assert bool(jnp.all(jnp.isnan(materialize(bad))))  # a NaN is never hidden
+    later_nan = x.at[2, 1].set(jnp.nan)
+    out = materialize(later_nan)
+    assert bool(jnp.isnan(out[2, 1])) and int(jnp.sum(jnp.isnan(out))) == 1

@@ -57,6 +57,25 @@ def test_flux_is_preserved_and_kernel_normalised(ksize):
     assert float(out.sum()) == pytest.approx(image.sum(), rel=1e-12)
 
 
+@pytest.mark.parametrize("ksize", [6, 9])
+@pytest.mark.parametrize("normalize", [True, False])
+def test_traced_kernel_gives_the_concrete_kernel_result(ksize, normalize):
+    """A concrete kernel is transformed once in NumPy; a traced one (a fitted PSF) in JAX."""
+    rng = np.random.default_rng(1)
+    image = rng.normal(size=(30, 25))
+    kernel = rng.uniform(0.1, 1.0, size=(ksize, ksize))
+    concrete = convolve_psf(image, kernel, normalize=normalize)
+    traced = jax.jit(lambda k: convolve_psf(image, k, normalize=normalize))(kernel)
+    np.testing.assert_allclose(traced, concrete, rtol=1e-12, atol=1e-12 * np.abs(concrete).max())
+    # the traced path also differentiates with respect to the kernel
+    g = jax.grad(lambda k: convolve_psf(image, k, normalize=normalize)[12, 7])(kernel)
+    eps = 1e-6
+    k2 = kernel.copy()
+    k2[2, 3] += eps
+    fd = (convolve_psf(image, k2, normalize=normalize)[12, 7] - concrete[12, 7]) / eps
+    assert float(g[2, 3]) == pytest.approx(float(fd), rel=1e-4, abs=1e-8)
+
+
 def test_batched_images_and_float32():
     rng = np.random.default_rng(0)
     images = rng.normal(size=(3, 16, 16)).astype(np.float32)

@@ -8,6 +8,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from ._xla import materialize
 from .grid import PixelGrid, _check_factor, block_average
 from .light._base import LightProfile
 from .mass import MassProfile, ray_shoot
@@ -97,6 +98,8 @@ def forward_model(
         bx, by = ray_shoot(x, y, mass)
         for profile in source:
             image = image + profile.surface_brightness(bx, by)
+    if lens_light or source:
+        image = materialize(image)  # keep the profiles out of the padding fusions below
 
     if psf is not None and convolve_supersampled and factor > 1:
         image = block_average(convolve_psf(image, psf), factor)

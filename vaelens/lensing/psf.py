@@ -64,15 +64,34 @@ def convolve_psf(image, kernel, normalize: bool = True):
     dtype = jnp.result_type(image, kernel)
     if not jnp.issubdtype(dtype, jnp.floating):
         dtype = jnp.result_type(float)
+    kfft = _kernel_fft(kernel, k_np, (ly, lx), (cy, cx), dtype, normalize)
+    pad = [(0, 0)] * (image.ndim - 2) + [(0, ly - ny), (0, lx - nx)]
+    ipad = jnp.pad(image.astype(dtype), pad)
+    out = jnp.fft.irfft2(jnp.fft.rfft2(ipad) * kfft, s=(ly, lx))
+    return out[..., :ny, :nx]
+
+
+def _kernel_fft(kernel, k_np, shape, centre, dtype, normalize):
+    """``rfft2`` of the kernel zero-padded to ``shape`` with its centre rolled to ``(0, 0)``.
+
+    A concrete kernel (the usual case: a PSF that is data, not a parameter) is transformed
+    once in NumPy, in float64, and enters the compiled program as a constant, so a jitted
+    forward model does not repeat the kernel's FFT on every call. A traced kernel (a fitted
+    PSF) is transformed in JAX.
+    """
+    (ly, lx), (cy, cx) = shape, centre
+    ky, kx = kernel.shape
+    if k_np is not None:
+        kpad = np.zeros((ly, lx))
+        kpad[:ky, :kx] = k_np / np.sum(k_np) if normalize else k_np
+        kfft = np.fft.rfft2(np.roll(kpad, (-cy, -cx), axis=(0, 1)))
+        return jnp.asarray(kfft, dtype=jnp.result_type(dtype, jnp.complex64))
     kernel = kernel.astype(dtype)
     if normalize:
         kernel = kernel / jnp.sum(kernel)
     kpad = jnp.zeros((ly, lx), dtype).at[:ky, :kx].set(kernel)
     kpad = jnp.roll(kpad, (-cy, -cx), axis=(0, 1))
-    pad = [(0, 0)] * (image.ndim - 2) + [(0, ly - ny), (0, lx - nx)]
-    ipad = jnp.pad(image.astype(dtype), pad)
-    out = jnp.fft.irfft2(jnp.fft.rfft2(ipad) * jnp.fft.rfft2(kpad), s=(ly, lx))
-    return out[..., :ny, :nx]
+    return jnp.fft.rfft2(kpad)
 
 
 def gaussian_psf(fwhm: float, pixel_scale: float, size: int):

@@ -70,12 +70,16 @@ def _gather(table, cell):
     return [taps[k] for k in range(16)]
 
 
-def _tangent_sum(table, cell, wy, wx):
-    """``sum_k table[cell, k] w_k`` with taps last; used on the tangent (linear) path only.
+@jax.checkpoint
+def _tangent_sum(table, cell, tx, ty):
+    """``sum_k table[cell, k] w_k(tx, ty)`` with taps last; used on the tangent (linear) path.
 
     Written so that its transpose (reverse mode) is a broadcast multiply in the layout XLA:CPU
-    wants for the windowed scatter-add, with no transposes or per-tap padding.
+    wants for the windowed scatter-add, with no transposes or per-tap padding. The checkpoint
+    makes reverse mode recompute the 16 weights from ``tx``, ``ty`` next to the scatter
+    instead of storing them (2.5 MB for 40k points) in the forward pass.
     """
+    wx, wy = _keys_weights(tx), _keys_weights(ty)
     w = jnp.stack(wy, -1)[..., :, None] * jnp.stack(wx, -1)[..., None, :]
     taps = table.at[cell].get(mode="promise_in_bounds")
     return jnp.sum(taps * w.reshape(cell.shape + (16,)), axis=-1)
@@ -161,12 +165,20 @@ def _keys_cubic_interpolate_jvp(primals, tangents):
     cell, tx, ty = _cells(image.shape, col, row)
     wx, wy = _keys_weights(tx), _keys_weights(ty)
     vals = _gather(_block_table(image), cell)
-    out = _weighted_sum(vals, wy, wx)
+    # The value and both partial derivatives read the same 16 taps; stacking them lets XLA
+    # compute them in one pass over the taps instead of three.
+    out, d_dcol, d_drow = jnp.stack(
+        [
+            _weighted_sum(vals, wy, wx),
+            _weighted_sum(vals, wy, _keys_dweights(tx)),
+            _weighted_sum(vals, _keys_dweights(ty), wx),
+        ]
+    )
     inside_c = (col > -3.0) & (col < nx + 2.0)
     inside_r = (row > -3.0) & (row < ny + 2.0)
-    d_dcol = jnp.where(inside_c, _weighted_sum(vals, wy, _keys_dweights(tx)), 0.0)
-    d_drow = jnp.where(inside_r, _weighted_sum(vals, _keys_dweights(ty), wx), 0.0)
-    t_out = _tangent_sum(_block_table(d_image), cell, wy, wx)
+    d_dcol = jnp.where(inside_c, d_dcol, 0.0)
+    d_drow = jnp.where(inside_r, d_drow, 0.0)
+    t_out = _tangent_sum(_block_table(d_image), cell, tx, ty)
     t_out = t_out + d_dcol * d_col + d_drow * d_row
     return out, t_out
 
