@@ -253,3 +253,11 @@ def test_ray_shoot_sums_deflections_and_works_under_jit_and_vmap():
     out = jax.jit(jax.vmap(lambda m: ray_shoot(x, y, m)))(batch)
     assert out[0].shape == (2, 2)
     np.testing.assert_allclose(out[0][0], bx)
+
+
+def test_shear_parameter_gradients_match_finite_differences():
+    def loss(g1, g2):
+        bx, by = ray_shoot(_XG, _YG, ExternalShear(g1, g2))
+        return jnp.sum(bx**2 + 0.3 * by**3)
+
+    check_grads(loss, (0.03, -0.05), order=2, modes=["fwd", "rev"], eps=1e-5, atol=1e-7, rtol=1e-7)

@@ -5,13 +5,15 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-__all__ = ["XLA_CPU_OPTIONS", "materialize"]
+__all__ = ["XLA_CPU_OPTIONS", "materialize", "broadcast_scalars"]
 
-#: Options for ``jax.jit(..., compiler_options=XLA_CPU_OPTIONS)`` on the CPU backend.
-#: With jax 0.10 / XLA:CPU the experimental YNNPACK fusion turns a reduction fed by the
-#: ray-tracing and interpolation kernels (e.g. a chi^2 sum) into a kernel that is 10-20x
-#: slower than the unfused computation; disabling it restores the expected speed
-#: (see benchmarks/bench_forward.py). Results are unchanged.
+#: Options for ``jax.jit(..., compiler_options=XLA_CPU_OPTIONS)`` on the CPU backend: disable
+#: the experimental YNNPACK fusions of jax 0.10's XLA:CPU. An early version of the lensing
+#: kernels needed this (a YNNPACK reduction fed by ray tracing and interpolation ran 10-20x
+#: slower than unfused). With the current kernels the default is faster: value-and-grad
+#: is 20-30% slower with these options, and the forward model is the same within the noise.
+#: ``benchmarks/bench_forward.py`` times both, so the comparison stays visible on new jax
+#: versions. Results are the same to rounding.
 XLA_CPU_OPTIONS: dict[str, str] = {"xla_cpu_experimental_ynn_fusion_type": ""}
 
 
@@ -27,6 +29,16 @@ def materialize(array):
     """
     array = jnp.asarray(array)
     first = array.reshape(-1)[0]
-    return jax.lax.cond(
-        first == first, lambda a: a, lambda a: jnp.full_like(a, jnp.nan), array
-    )
+    return jax.lax.cond(first == first, lambda a: a, lambda a: jnp.full_like(a, jnp.nan), array)
+
+
+def broadcast_scalars(shape, *scalars):
+    """Each of ``scalars`` broadcast to ``shape``, for use in per-pixel expressions.
+
+    Reverse mode turns every use of a scalar in a per-pixel expression into its own reduction
+    over the pixels (a separate kernel of 20-60 us for 40 000 float32 values on XLA:CPU). A
+    scalar broadcast once and then used several times collects its cotangent elementwise and is
+    reduced once. For a profile whose parameters enter in several places this removes half of
+    its reductions (Sersic value-and-grad inside the benchmark model: -0.2 ms of 2.7 ms).
+    """
+    return tuple(jnp.broadcast_to(s, shape) for s in scalars)

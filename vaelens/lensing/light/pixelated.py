@@ -7,6 +7,7 @@ import jax.numpy as jnp
 
 from .._pytree import pytree_dataclass
 from .._validation import check_finite, check_positive
+from .._xla import broadcast_scalars
 from ._base import LightProfile
 
 __all__ = ["PixelatedSource", "keys_cubic_interpolate"]
@@ -249,9 +250,10 @@ class PixelatedSource(LightProfile):
 
     def surface_brightness(self, x, y):
         ny, nx = jnp.shape(self.image)
-        dx, dy = x - self.center_x, y - self.center_y
-        c, s = jnp.cos(self.angle), jnp.sin(self.angle)
+        dx, dy = jnp.broadcast_arrays(x - self.center_x, y - self.center_y)
         inv_d = nx / self.size
-        col = (c * dx + s * dy) * inv_d + 0.5 * (nx - 1)
-        row = (-s * dx + c * dy) * inv_d + 0.5 * (ny - 1)
+        # each scalar broadcast once: one reduction per parameter in reverse mode
+        c, s = broadcast_scalars(dx.shape, jnp.cos(self.angle) * inv_d, jnp.sin(self.angle) * inv_d)
+        col = c * dx + s * dy + 0.5 * (nx - 1)
+        row = -s * dx + c * dy + 0.5 * (ny - 1)
         return self.amp * keys_cubic_interpolate(self.image, col, row)

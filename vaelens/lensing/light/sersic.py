@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 
 from .._pytree import pytree_dataclass
 from .._validation import check_ellipticity, check_finite, check_positive
+from .._xla import broadcast_scalars
 from ._base import LightProfile
 
 __all__ = ["Sersic", "sersic_b_n"]
@@ -65,13 +67,25 @@ class Sersic(LightProfile):
         check_finite("center_y", self.center_y)
 
     def surface_brightness(self, x, y):
-        dx, dy = x - self.center_x, y - self.center_y
+        x, y = jnp.broadcast_arrays(x, y)
+        # derived scalars first, each broadcast once (one reduction each in reverse mode)
         e1, e2 = self.e1, self.e2
         # product-averaged elliptical coordinates (lenstronomy transform_e1e2_product_average)
-        norm = jnp.sqrt(jnp.maximum(jnp.abs(1.0 - e1 * e1 - e2 * e2), 1e-6))
-        xe = ((1.0 - e1) * dx - e2 * dy) / norm
-        ye = (-e2 * dx + (1.0 + e1) * dy) / norm
-        r = jnp.sqrt(jnp.maximum(xe * xe + ye * ye, _R_SMOOTHING**2))
+        inv_norm = jax.lax.rsqrt(jnp.maximum(jnp.abs(1.0 - e1 * e1 - e2 * e2), 1e-6))
         r_s = jnp.maximum(self.R_sersic, _R_SMOOTHING)
-        b_n = sersic_b_n(self.n_sersic)
-        return self.amp * jnp.exp(-b_n * (jnp.exp(jnp.log(r / r_s) / self.n_sersic) - 1.0))
+        a, b, c, cx, cy, inv_n, b_n, amp = broadcast_scalars(
+            x.shape,
+            (1.0 - e1) * inv_norm,
+            e2 * inv_norm,
+            (1.0 + e1) * inv_norm,
+            self.center_x,
+            self.center_y,
+            1.0 / self.n_sersic,
+            sersic_b_n(self.n_sersic),
+            self.amp,
+        )
+        dx, dy = x - cx, y - cy
+        xe = a * dx - b * dy
+        ye = -b * dx + c * dy
+        r = jnp.sqrt(jnp.maximum(xe * xe + ye * ye, _R_SMOOTHING**2))
+        return amp * jnp.exp(-b_n * (jnp.exp(jnp.log(r / r_s) * inv_n) - 1.0))

@@ -46,6 +46,7 @@ import jax.numpy as jnp
 
 from .._pytree import pytree_dataclass
 from .._validation import check_ellipticity, check_finite, check_positive, check_range
+from .._xla import broadcast_scalars
 from ._base import R_FLOOR, MassProfile
 
 __all__ = [
@@ -107,9 +108,20 @@ def _horner(coeffs, rho, zr, zi, n_terms):
     return jax.lax.fori_loop(0, n_terms, step, (ar, ai), unroll=4)
 
 
+def _scalar(t):
+    """The value of ``t``: a scalar, or an array filled with one value (a broadcast scalar)."""
+    return t.reshape(-1)[0] if jnp.ndim(t) else t
+
+
 @functools.partial(jax.custom_jvp, nondiff_argnums=(3,))
 def _hyp2f1_real(zr, zi, t, n_terms):
-    coeffs, _, rho = _series_coefficients(t, n_terms, zr.dtype)
+    """Series of :func:`hyp2f1_series` on real and imaginary parts.
+
+    ``t`` is a scalar or that scalar broadcast to the shape of ``zr`` (then the ``t`` tangent
+    is per pixel, and reverse mode adds its cotangent to the other uses of the broadcast
+    ``t`` before the one reduction over the pixels).
+    """
+    coeffs, _, rho = _series_coefficients(_scalar(t), n_terms, zr.dtype)
     return _horner(coeffs, rho, zr, zi, n_terms)
 
 
@@ -118,6 +130,7 @@ def _hyp2f1_real_jvp(n_terms, primals, tangents):
     zr, zi, t = primals
     dzr, dzi, dt = tangents
     dtype = zr.dtype
+    t = _scalar(t)
     coeffs, dcoeffs, rho = _series_coefficients(t, n_terms, dtype)
     fr, fi = _horner(coeffs, rho, zr, zi, n_terms)
     # d/dt: the same series with coefficients dc_k/dt (tail ratio held fixed)
@@ -209,16 +222,20 @@ def epl_deflection_xy(dx, dy, theta_E, t, e1, e2, hyp=None):
     by default the series of :func:`hyp2f1_series` is summed on the real and imaginary parts.
     """
     dtype = jnp.result_type(dx, dy)
-    wr, wi, nonzero, abs2_safe, b_eff = _elliptical_frame(dx, dy, theta_E, e1, e2)
+    dx, dy = jnp.broadcast_arrays(dx, dy)
+    log_b = jnp.log(theta_E * jnp.sqrt(1.0 - (e1 * e1 + e2 * e2)))
+    # each scalar broadcast once: one reduction per parameter in reverse mode
+    e1, e2, t_b, log_b = broadcast_scalars(dx.shape, e1, e2, t, log_b)
+    wr, wi, nonzero, abs2_safe, _ = _elliptical_frame(dx, dy, theta_E, e1, e2)
     inv = 1.0 / abs2_safe
     # z = -conj(e) W^2 / |W|^2
     a, b = wr * wr - wi * wi, 2.0 * wr * wi
     zr = -(e1 * a + e2 * b) * inv
     zi = -(e1 * b - e2 * a) * inv
     # (b_eff / |W|)^t = exp(t * (log b_eff - log|W|^2 / 2))
-    scale = jnp.exp(t * (jnp.log(b_eff) - 0.5 * jnp.log(abs2_safe)))
+    scale = jnp.exp(t_b * (log_b - 0.5 * jnp.log(abs2_safe)))
     if hyp is None:
-        fr, fi = _hyp2f1_real(zr, zi, jnp.asarray(t, dtype), _default_terms(dtype))
+        fr, fi = _hyp2f1_real(zr, zi, t_b.astype(dtype), _default_terms(dtype))
     else:
         f = hyp(zr + 1j * zi, t)
         fr, fi = jnp.real(f), jnp.imag(f)

@@ -6,6 +6,7 @@ import jax.numpy as jnp
 
 from .._pytree import pytree_dataclass
 from .._validation import check_finite
+from .._xla import broadcast_scalars
 from ._base import MassProfile
 
 __all__ = ["ExternalShear"]
@@ -39,8 +40,9 @@ class ExternalShear(MassProfile):
             check_finite(name, getattr(self, name))
 
     def deflection(self, x, y):
-        dx, dy = x - self.ra_0, y - self.dec_0
-        return self.gamma1 * dx + self.gamma2 * dy, self.gamma2 * dx - self.gamma1 * dy
+        dx, dy = jnp.broadcast_arrays(x - self.ra_0, y - self.dec_0)
+        g1, g2 = broadcast_scalars(dx.shape, self.gamma1, self.gamma2)  # one reduction each
+        return g1 * dx + g2 * dy, g2 * dx - g1 * dy
 
     def potential(self, x, y):
         dx, dy = x - self.ra_0, y - self.dec_0
