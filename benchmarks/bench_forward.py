@@ -8,12 +8,15 @@ EPL + external shear + Sersic lens light + a 64x64 pixelated source. Times
   including the 64x64 source pixels (float32 and float64),
 * lenstronomy's ``ImageModel.image`` on the same configuration (source: ``INTERPOL``),
 
-each as the median of many repeats after warm-up, with ``block_until_ready``. Prints a table and
-writes ``benchmarks/results/bench_forward.json``.
+each as the median of many repeats after warm-up, with ``block_until_ready``. The JAX cases are
+timed in ``--rounds`` interleaved rounds (every case runs ``repeats / rounds`` calls per round),
+so that a slow spell of the shared machine falls on all of them rather than on one; the JSON
+keeps the median of every round. Prints a table and writes
+``benchmarks/results/bench_forward.json``.
 
 Usage::
 
-    python benchmarks/bench_forward.py [--repeats 200]
+    python benchmarks/bench_forward.py [--repeats 200] [--rounds 5]
 """
 
 from __future__ import annotations
@@ -79,24 +82,52 @@ def make_params(dtype):
     return mass, lens_light, source
 
 
-def timeit(fn, repeats: int, warmup: int = 3) -> dict:
-    for _ in range(warmup):
-        jax.block_until_ready(fn())
-    times = []
-    for _ in range(repeats):
+def _times_ms(fn, calls: int) -> list[float]:
+    out = []
+    for _ in range(calls):
         t0 = time.perf_counter()
         jax.block_until_ready(fn())
-        times.append(time.perf_counter() - t0)
-    t = np.asarray(times) * 1e3
-    return {
+        out.append((time.perf_counter() - t0) * 1e3)
+    return out
+
+
+def _summary(t: list[float], round_medians: list[float] | None = None) -> dict:
+    t = np.asarray(t)
+    out = {
         "median_ms": float(np.median(t)),
         "p10_ms": float(np.percentile(t, 10)),
         "p90_ms": float(np.percentile(t, 90)),
-        "repeats": repeats,
+        "repeats": int(t.size),
     }
+    if round_medians is not None:
+        out["round_medians_ms"] = [round(float(m), 4) for m in round_medians]
+    return out
 
 
-def bench_jax(dtype, repeats: int, compiler_options: dict | None = None) -> dict:
+def timeit(fn, repeats: int, warmup: int = 3) -> dict:
+    for _ in range(warmup):
+        jax.block_until_ready(fn())
+    return _summary(_times_ms(fn, repeats))
+
+
+def timeit_interleaved(fns: dict, repeats: int, rounds: int, warmup: int = 3) -> dict:
+    """Time every callable of ``fns`` in ``rounds`` alternating rounds (see the module doc)."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            jax.block_until_ready(fn())
+    calls = max(repeats // rounds, 1)
+    times = {name: [] for name in fns}
+    medians = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            t = _times_ms(fn, calls)
+            times[name] += t
+            medians[name].append(float(np.median(t)))
+    return {name: _summary(times[name], medians[name]) for name in fns}
+
+
+def compile_jax(dtype, compiler_options: dict | None = None) -> dict:
+    """The jitted forward model and value-and-grad of chi^2, as zero-argument callables."""
     grid = PixelGrid((NPIX, NPIX), PIXEL_SCALE)
     psf = gaussian_psf(0.1, PIXEL_SCALE, PSF_SIZE).astype(dtype)
     params = make_params(dtype)
@@ -113,11 +144,13 @@ def bench_jax(dtype, repeats: int, compiler_options: dict | None = None) -> dict
 
     fwd = jax.jit(model, compiler_options=compiler_options)
     vag = jax.jit(jax.value_and_grad(chi2), compiler_options=compiler_options)
-    out = {
-        "forward": timeit(lambda: fwd(params), repeats),
-        "value_and_grad_chi2": timeit(lambda: vag(params), repeats),
-    }
-    return out
+    return {"forward": lambda: fwd(params), "value_and_grad_chi2": lambda: vag(params)}
+
+
+def bench_jax(dtype, repeats: int, compiler_options: dict | None = None) -> dict:
+    """Times of one configuration alone (used by one-off scripts)."""
+    fns = compile_jax(dtype, compiler_options)
+    return {name: timeit(fn, repeats) for name, fn in fns.items()}
 
 
 def bench_lenstronomy(repeats: int) -> dict | None:
@@ -172,6 +205,7 @@ def bench_lenstronomy(repeats: int) -> dict | None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=200)
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds")
     parser.add_argument("--out", type=Path, default=RESULTS, help="JSON file to write")
     args = parser.parse_args()
 
@@ -202,9 +236,16 @@ def main() -> None:
     if jax.default_backend() == "cpu":  # CPU-only compiler options
         variants["float32+XLA_CPU_OPTIONS"] = (jnp.float32, XLA_CPU_OPTIONS)
         variants["float64+XLA_CPU_OPTIONS"] = (jnp.float64, XLA_CPU_OPTIONS)
-    results["vaelens"] = {
-        name: bench_jax(dtype, args.repeats, opts) for name, (dtype, opts) in variants.items()
-    }
+    fns = {}
+    for name, (dtype, opts) in variants.items():
+        for case, fn in compile_jax(dtype, opts).items():
+            fns[(name, case)] = fn
+    timed = timeit_interleaved(fns, args.repeats, args.rounds)
+    calls = max(args.repeats // args.rounds, 1)
+    results["timing"] = {"rounds": args.rounds, "calls_per_round": calls}
+    results["vaelens"] = {name: {} for name in variants}
+    for (name, case), r in timed.items():
+        results["vaelens"][name][case] = r
     results["lenstronomy"] = bench_lenstronomy(args.repeats)
     lt = results["lenstronomy"]["forward"]["median_ms"] if results["lenstronomy"] else None
     rows = [("lenstronomy ImageModel.image (float64)", lt)] if lt else []
