@@ -166,8 +166,10 @@ def _keys_cubic_interpolate_jvp(primals, tangents):
     cell, tx, ty = _cells(image.shape, col, row)
     wx, wy = _keys_weights(tx), _keys_weights(ty)
     vals = _gather(_block_table(image), cell)
-    # The value and both partial derivatives read the same 16 taps; stacking them lets XLA
-    # compute them in one pass over the taps instead of three.
+    # The value and both partial derivatives read the same 16 taps. XLA:CPU still emits
+    # three passes over them (it splits the stack), but this form with the checkpointed
+    # tangent below measured faster than three separate sums (interpolation value-and-grad
+    # 0.93-0.98 -> 0.73-0.79 ms for 40 000 points).
     out, d_dcol, d_drow = jnp.stack(
         [
             _weighted_sum(vals, wy, wx),

@@ -190,16 +190,19 @@ def hyp2f1_series(z, t, n_terms: int | None = None):
     return fr + 1j * fi
 
 
-def _elliptical_frame(dx, dy, theta_E, e1, e2):
-    """``W = w - e conj(w)`` as ``(Re W, Im W)``, mask ``|W| > 0``, safe ``|W|^2`` and
-    ``theta_E sqrt(1-|e|^2)``."""
+def _elliptical_frame(dx, dy, e1, e2):
+    """``W = w - e conj(w)`` as ``(Re W, Im W)``, mask ``|W| > 0`` and safe ``|W|^2``."""
     wr = dx - (e1 * dx + e2 * dy)
     wi = dy - (e2 * dx - e1 * dy)
     abs2 = wr * wr + wi * wi
     nonzero = abs2 > 0
     abs2_safe = jnp.where(nonzero, abs2, 1.0)
-    b_eff = theta_E * jnp.sqrt(1.0 - (e1 * e1 + e2 * e2))
-    return wr, wi, nonzero, abs2_safe, b_eff
+    return wr, wi, nonzero, abs2_safe
+
+
+def _b_eff(theta_E, e1, e2):
+    """``theta_E sqrt(1 - |e|^2)`` (a scalar: pass the unbroadcast parameters)."""
+    return theta_E * jnp.sqrt(1.0 - (e1 * e1 + e2 * e2))
 
 
 def epl_deflection(dx, dy, theta_E, t, e1, e2, hyp=None):
@@ -223,10 +226,10 @@ def epl_deflection_xy(dx, dy, theta_E, t, e1, e2, hyp=None):
     """
     dtype = jnp.result_type(dx, dy)
     dx, dy = jnp.broadcast_arrays(dx, dy)
-    log_b = jnp.log(theta_E * jnp.sqrt(1.0 - (e1 * e1 + e2 * e2)))
+    log_b = jnp.log(_b_eff(theta_E, e1, e2))
     # each scalar broadcast once: one reduction per parameter in reverse mode
     e1, e2, t_b, log_b = broadcast_scalars(dx.shape, e1, e2, t, log_b)
-    wr, wi, nonzero, abs2_safe, _ = _elliptical_frame(dx, dy, theta_E, e1, e2)
+    wr, wi, nonzero, abs2_safe = _elliptical_frame(dx, dy, e1, e2)
     inv = 1.0 / abs2_safe
     # z = -conj(e) W^2 / |W|^2
     a, b = wr * wr - wi * wi, 2.0 * wr * wi
@@ -246,7 +249,8 @@ def epl_deflection_xy(dx, dy, theta_E, t, e1, e2, hyp=None):
 
 def epl_convergence(dx, dy, theta_E, t, e1, e2):
     """EPL convergence with lenstronomy's 1e-8 arcsec floor on the elliptical radius."""
-    _, _, nonzero, abs2_safe, b_eff = _elliptical_frame(dx, dy, theta_E, e1, e2)
+    _, _, nonzero, abs2_safe = _elliptical_frame(dx, dy, e1, e2)
+    b_eff = _b_eff(theta_E, e1, e2)
     # lenstronomy's R = |Z| = |W| / (1 + |e|); floor it like lenstronomy.
     e_sq = e1 * e1 + e2 * e2
     e_nz = e_sq > 0
