@@ -33,7 +33,6 @@ CHILD = r"""
 import json, sys, time
 sys.path.insert(0, sys.argv[1])
 import bench_forward as B
-import jax
 import jax.numpy as jnp
 import numpy as np
 import vaelens
@@ -42,14 +41,9 @@ calls = int(sys.argv[2])
 fns = B.compile_jax(jnp.float32)
 out = {"vaelens": vaelens.__file__}
 for name, fn in fns.items():
-    for _ in range(10):
-        jax.block_until_ready(fn())
-    ts = []
+    B._times_ms(fn, 10)  # warm-up
     c0 = time.process_time()
-    for _ in range(calls):
-        t0 = time.perf_counter()
-        jax.block_until_ready(fn())
-        ts.append((time.perf_counter() - t0) * 1e3)
+    ts = B._times_ms(fn, calls)
     cpu = (time.process_time() - c0) / calls * 1e3
     out[name] = {
         "median_ms": float(np.median(ts)),

@@ -147,12 +147,6 @@ def compile_jax(dtype, compiler_options: dict | None = None) -> dict:
     return {"forward": lambda: fwd(params), "value_and_grad_chi2": lambda: vag(params)}
 
 
-def bench_jax(dtype, repeats: int, compiler_options: dict | None = None) -> dict:
-    """Times of one configuration alone (used by one-off scripts)."""
-    fns = compile_jax(dtype, compiler_options)
-    return {name: timeit(fn, repeats) for name, fn in fns.items()}
-
-
 def bench_lenstronomy(repeats: int) -> dict | None:
     try:
         from lenstronomy.Data.imaging_data import ImageData
