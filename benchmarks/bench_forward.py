@@ -126,8 +126,11 @@ def timeit_interleaved(fns: dict, repeats: int, rounds: int, warmup: int = 3) ->
     return {name: _summary(times[name], medians[name]) for name in fns}
 
 
-def compile_jax(dtype, compiler_options: dict | None = None) -> dict:
-    """The jitted forward model and value-and-grad of chi^2, as zero-argument callables."""
+def build_jax(dtype, compiler_options: dict | None = None) -> dict:
+    """The jitted forward model and value-and-grad of chi^2, each with its argument.
+
+    Returns ``{"forward": (jitted, params), "value_and_grad_chi2": (jitted, params)}``.
+    """
     grid = PixelGrid((NPIX, NPIX), PIXEL_SCALE)
     psf = gaussian_psf(0.1, PIXEL_SCALE, PSF_SIZE).astype(dtype)
     params = make_params(dtype)
@@ -144,7 +147,13 @@ def compile_jax(dtype, compiler_options: dict | None = None) -> dict:
 
     fwd = jax.jit(model, compiler_options=compiler_options)
     vag = jax.jit(jax.value_and_grad(chi2), compiler_options=compiler_options)
-    return {"forward": lambda: fwd(params), "value_and_grad_chi2": lambda: vag(params)}
+    return {"forward": (fwd, params), "value_and_grad_chi2": (vag, params)}
+
+
+def compile_jax(dtype, compiler_options: dict | None = None) -> dict:
+    """The jitted forward model and value-and-grad of chi^2, as zero-argument callables."""
+    built = build_jax(dtype, compiler_options)
+    return {case: (lambda f=f, p=p: f(p)) for case, (f, p) in built.items()}
 
 
 def bench_lenstronomy(repeats: int) -> dict | None:
