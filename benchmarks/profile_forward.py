@@ -81,9 +81,10 @@ def _computations(hlo: str) -> tuple[dict[str, list[str]], str]:
 def hlo_traffic(hlo: str) -> dict[str, dict]:
     """Bytes read and written by every kernel of an optimised HLO module (``compiled.as_text()``).
 
-    Walks the entry computation and the computations it calls through ``conditional`` and
-    ``while`` (not the bodies of fusions: a fusion is one kernel). Returns ``{name: {"op",
-    "read", "write"}}``; parameters, tuples, bitcasts and constants move nothing.
+    Walks the entry computation and the computations it calls through ``conditional``,
+    ``while`` (its body, once) and ``call`` (not the bodies of fusions: a fusion is one
+    kernel). Returns ``{name: {"op", "read", "write"}}``; parameters, tuples, bitcasts and
+    constants move nothing.
     """
     comps, entry = _computations(hlo)
     out: dict[str, dict] = {}
@@ -101,7 +102,9 @@ def hlo_traffic(hlo: str) -> dict[str, dict]:
             if op in ("parameter", "get-tuple-element", "tuple", "bitcast", "constant"):
                 continue
             if op in ("conditional", "while", "call"):
-                called = re.findall(r"(?:branch_computations=\{([^}]*)\}|body=%?([\w.\-]+))", rest)
+                called = re.findall(
+                    r"(?:branch_computations=\{([^}]*)\}|(?:body|to_apply)=%?([\w.\-]+))", rest
+                )
                 for group, body in called:
                     for c in re.findall(r"%?([\w.\-]+)", group) + ([body] if body else []):
                         if c in comps:
