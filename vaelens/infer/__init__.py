@@ -13,9 +13,9 @@ from vaelens.infer.diagnostics import ConvergenceWarning, Diagnostics, diagnosti
 from vaelens.infer.flat import FlatModel, flatten_model
 from vaelens.infer.map import MAPResult, map_fit, staged_map_fit
 from vaelens.infer.mcmc import gauss_newton_covariance, hmc, nuts
-from vaelens.infer.optim import BFGSState, bfgs_minimize
 from vaelens.infer.reconstruction import Reconstruction, reconstruct
 from vaelens.infer.svi import svi
+from vaelens.optim import BFGSState, bfgs_minimize
 
 __all__ = [
     "BFGSState",

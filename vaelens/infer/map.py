@@ -25,8 +25,6 @@ from typing import Any, Literal
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
-import optax.tree_utils as otu
 
 from vaelens.infer.flat import (
     FlatModel,
@@ -35,7 +33,7 @@ from vaelens.infer.flat import (
     run_in_background,
     summary_vector,
 )
-from vaelens.infer.optim import bfgs_minimize
+from vaelens.optim import bfgs_minimize, lbfgs_minimize
 
 __all__ = [
     "MAPResult",
@@ -65,7 +63,7 @@ def bfgs_solver(
     dtol: float = 0.0,
     has_aux: bool = False,
 ) -> Callable[..., tuple[jax.Array, ...]]:
-    """BFGS (:func:`vaelens.infer.optim.bfgs_minimize`) as
+    """BFGS (:func:`vaelens.optim.bfgs_minimize`) as
     ``(x0, limit=max_iter, mask=None, tol=dtol) -> (x, f, converged, nit, diag(H^-1), grad,
     aux)``.
 
@@ -94,35 +92,14 @@ def bfgs_solver(
 def lbfgs_solver(
     fun: Callable[[jax.Array], jax.Array], max_iter: int, gtol: float, memory_size: int = 10
 ) -> Callable[..., tuple[jax.Array, ...]]:
-    """L-BFGS with a zoom line search (``optax.lbfgs``) in a ``lax.while_loop``; the same
-    call signature and outputs as :func:`bfgs_solver` (``diag(H^-1)`` is NaN, ``aux`` is
-    ``None``)."""
-    opt = optax.lbfgs(memory_size=memory_size)
+    """L-BFGS (:func:`vaelens.optim.lbfgs_minimize`) with the call signature and outputs of
+    :func:`bfgs_solver` (``diag(H^-1)`` is NaN, ``aux`` is ``None``)."""
 
     def solve(x0, limit=max_iter, mask=None, tol=None):
         del tol  # the L-BFGS stops on the gradient tolerance alone
-        f = _masked(fun, mask)
-        value_and_grad = optax.value_and_grad_from_state(f)
-
-        def step(carry):
-            x, state = carry
-            value, grad = value_and_grad(x, state=state)
-            updates, state = opt.update(grad, state, x, value=value, grad=grad, value_fn=f)
-            return optax.apply_updates(x, updates), state
-
-        def cond(carry):
-            _, state = carry
-            count = otu.tree_get(state, "count")
-            grad = otu.tree_get(state, "grad")
-            err = jnp.max(jnp.abs(grad))
-            return (count < limit) & ((count == 0) | ((err >= gtol) & jnp.isfinite(err)))
-
-        x, state = jax.lax.while_loop(cond, step, (x0, opt.init(x0)))
-        count = otu.tree_get(state, "count")
-        grad = otu.tree_get(state, "grad")
-        err = jnp.max(jnp.abs(grad))
-        value = otu.tree_get(state, "value")
-        return x, value, err < gtol, count, jnp.full_like(x, jnp.nan), grad, None
+        r = lbfgs_minimize(_masked(fun, mask), x0, max_iter=limit, gtol=gtol,
+                           memory_size=memory_size)
+        return r.x, r.value, r.converged, r.num_iterations, jnp.full_like(x0, jnp.nan), r.grad, None
 
     return solve
 
@@ -453,7 +430,7 @@ def map_fit(
     num_starts
         Number of starts (prior draws), optimised by one compiled program.
     method
-        ``"bfgs"`` (:func:`vaelens.infer.optim.bfgs_minimize`, dense BFGS with a backtracking
+        ``"bfgs"`` (:func:`vaelens.optim.bfgs_minimize`, dense BFGS with a backtracking
         line search that recovers from failures) or ``"lbfgs"`` (``optax.lbfgs``, zoom line
         search).
     max_iter, gtol
