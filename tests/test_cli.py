@@ -163,6 +163,46 @@ def test_fit_map_recovers_theta_E_and_reports_chi2(map_fit):
     assert 0.7 < fit["reduced_chi2"] < 1.3  # the right model fits down to the noise
 
 
+@pytest.fixture(scope="module")
+def lib_fit(mock):
+    """The fit of the ``map_fit`` fixture's command, run through the library."""
+    import jax
+
+    from vaelens.commands._inputs import load_image_data
+    from vaelens.infer import fit_lens
+    from vaelens.models import LensSpec
+
+    m = mock / "mock"
+    data = load_image_data(m / "image.fits", m / "psf.fits")
+    spec = LensSpec.from_data(data, include_lens_light=False, source_model="sersic")
+    return fit_lens(data, spec, method="map", key=jax.random.PRNGKey(0), starts=4, chains=2,
+                    samples=60)
+
+
+def test_cli_and_fit_lens_give_identical_results(map_fit, lib_fit):
+    import arviz as az
+
+    folder, _ = map_fit
+    post = az.from_netcdf(folder / "posterior.nc").posterior
+    for name in lib_fit.parameter_names():
+        np.testing.assert_array_equal(post[name].values, lib_fit.idata.posterior[name].values)
+    s = json.loads((folder / "summary.json").read_text())
+    table = lib_fit.summary()
+    for name in ("theta_E", "gamma", "e1", "gamma1"):
+        assert s["parameters"][name]["map"] == table.loc[name, "map"]
+        assert s["parameters"][name]["laplace_sd"] == table.loc[name, "laplace_sd"]
+        assert s["parameters"][name]["sd"] == pytest.approx(table.loc[name, "sd"], rel=1e-12)
+    assert s["map_loss"] == lib_fit.info["map_loss"]
+
+
+def test_fit_folder_is_readable_like_any_new_folder(map_fit):
+    import os
+
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (map_fit[0].stat().st_mode & 0o777) == (0o777 & ~umask)
+
+
 def test_fit_refuses_existing_folder(map_fit, mock):
     m = mock / "mock"
     before = (map_fit[0] / "summary.json").read_text()
@@ -321,18 +361,51 @@ def test_mask_radius_excluding_everything(small_fits):
     assert_clean_error(code, err, "--mask-radius")
 
 
-def test_interrupted_fit_leaves_no_folder(small_fits, monkeypatch):
+def test_interrupted_fit_leaves_no_folder(lib_fit, small_fits, monkeypatch):
+    from vaelens import fit_folder
     from vaelens.commands import fit
 
-    def interrupted(args, folder):
+    def interrupted(folder, *args, **kwargs):
         (folder / "posterior.nc").write_text("half written")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(fit, "fit_into", interrupted)
+    monkeypatch.setattr(fit, "fit_lens_from_args", lambda args: (lib_fit, {}, None))
+    monkeypatch.setattr(fit_folder, "_write_files", interrupted)
     code, _, err = _fit(small_fits)
     assert code == 130 and "interrupted" in err
     assert not (small_fits / "out").exists()
     assert not [p for p in small_fits.iterdir() if p.name.startswith(".out")]
+
+
+def test_full_disk_prints_the_fit_and_leaves_nothing(lib_fit, small_fits, monkeypatch):
+    import collections
+    import shutil
+
+    from vaelens.commands import fit
+
+    usage = collections.namedtuple("usage", "total used free")
+    monkeypatch.setattr(fit, "fit_lens_from_args", lambda args: (lib_fit, {}, None))
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**6, 10**6 - 1000, 1000))
+    code, out, err = _fit(small_fits)
+    assert code == 1
+    lines = [ln for ln in err.strip().splitlines() if not ln.startswith("vaelens: warning")]
+    assert len(lines) == 1 and "disk space" in lines[0] and "Traceback" not in err
+    assert "theta_E" in out  # the fitted numbers are printed, not lost
+    assert not (small_fits / "out").exists()
+    assert not [p for p in small_fits.iterdir() if p.name.startswith(".out")]
+
+
+def test_write_failure_midway_cleans_up(lib_fit, tmp_path, monkeypatch):
+    from vaelens import fit_folder
+
+    def no_space(folder, *args, **kwargs):
+        (folder / "posterior.nc").write_text("half written")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(fit_folder, "_write_files", no_space)
+    with pytest.raises(fit_folder.OutputWriteError, match="No space left"):
+        lib_fit.write(tmp_path / "res")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_atomic_output_dir_force_keeps_old_until_done(tmp_path):

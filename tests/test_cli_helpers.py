@@ -7,7 +7,11 @@ import pytest
 from astropy.io import fits
 
 from vaelens.cli import CLIError
-from vaelens.commands import _common, fit
+from vaelens.commands import _common, _inputs
+from vaelens.infer import cap_covariance
+from vaelens.infer.fit_lens import default_optimizer
+from vaelens.models import LensSpec
+from vaelens.models.spec import _sersic_total_factor
 
 
 def test_header_pixel_scale_from_pixscale_cd_matrix_or_cdelt():
@@ -26,10 +30,10 @@ def test_sersic_total_flux_factor_matches_numerical_integral():
     g = (np.arange(-500, 500) + 0.5) * pix
     x, y = np.meshgrid(g, g)
     total = float(np.sum(Sersic(1.0, r_s, n).surface_brightness(x, y))) * pix**2
-    assert fit._sersic_total_factor(n, r_s) == pytest.approx(total, rel=0.01)
+    assert _sersic_total_factor(n, r_s) == pytest.approx(total, rel=0.01)
 
 
-def test_regularised_laplace_caps_only_wide_directions():
+def test_cap_covariance_caps_only_wide_directions():
     rng = np.random.default_rng(0)
     q, _ = np.linalg.qr(rng.normal(size=(4, 4)))
     cov = (q * np.array([1e-4, 1e-2, 5.0, 1e6])) @ q.T
@@ -38,7 +42,7 @@ def test_regularised_laplace_caps_only_wide_directions():
     class Fake:
         cov_unconstrained: np.ndarray
 
-    out = fit.regularised_laplace(Fake(cov), max_variance=1.0)
+    out = cap_covariance(Fake(cov), max_variance=1.0)
     w = np.linalg.eigvalsh(out.cov_unconstrained)
     np.testing.assert_allclose(np.sort(w), [1e-4, 1e-2, 1.0, 1.0], rtol=1e-6)
 
@@ -46,9 +50,8 @@ def test_regularised_laplace_caps_only_wide_directions():
 def test_optimizer_auto_follows_precision():
     import jax
 
-    assert fit.optimizer("bfgs") == "bfgs"
     expected = "bfgs" if jax.config.jax_enable_x64 else "lbfgs"
-    assert fit.optimizer("auto") == expected
+    assert default_optimizer() == expected
 
 
 def test_format_table_aligns_columns():
@@ -80,7 +83,7 @@ def test_read_fits_image_errors(tmp_path):
 
 def test_real_lens_inputs_follow_the_header(shared_data):
     lens = shared_data / "lenses" / "lens_system1_F390W"
-    data = fit.load_image_data(lens / "image.fits", lens / "psf.fits", mask_radius=2.0)
+    data = _inputs.load_image_data(lens / "image.fits", lens / "psf.fits", mask_radius=2.0)
     assert data.shape == (120, 120)
     assert data.pixel_scale == pytest.approx(0.04, rel=1e-4)
     x, y = data.grid.coordinates_numpy()
@@ -91,8 +94,8 @@ def test_real_lens_inputs_follow_the_header(shared_data):
     r = np.hypot(x, y)
     assert data.mask.sum() == np.sum(r <= 2.0)
     # priors centred on the data: the lens light carries about half of the flux in the mask
-    spec = fit.data_driven_spec(data)
-    light_flux = spec.lens_light.amp * fit._sersic_total_factor(4.0, spec.lens_light.R_sersic)
+    spec = LensSpec.from_data(data)
+    light_flux = spec.lens_light.amp * _sersic_total_factor(4.0, spec.lens_light.R_sersic)
     assert light_flux == pytest.approx(0.5 * data.image[data.mask].sum(), rel=1e-6)
     assert spec.include_lens_light and spec.source_model == "vae"
 
@@ -104,11 +107,74 @@ def test_gamma_range_sets_the_slope_prior_and_rejects_unsupported_slopes():
     rng = np.random.default_rng(0)
     data = ImageData(rng.normal(0.0, 0.01, (20, 20)), grid=PixelGrid((20, 20), 0.05),
                      psf=np.ones((3, 3)) / 9.0, bkg_rms=0.01, exposure_time=1000.0)
-    default = fit.data_driven_spec(data)
+    default = LensSpec.from_data(data)
     assert (default.lens.gamma_low, default.lens.gamma_high) == (1.5, 2.5)
-    wide = fit.data_driven_spec(data, gamma_range=(1.2, 2.8))
+    wide = LensSpec.from_data(data, gamma_range=(1.2, 2.8))
     assert (wide.lens.gamma_low, wide.lens.gamma_high) == (1.2, 2.8)
     assert wide.lens.gamma_loc == default.lens.gamma_loc
     for bad in [(1.0, 2.5), (1.5, 3.0), (2.1, 2.5), (1.5, 1.9)]:
-        with pytest.raises(CLIError, match="--gamma-range"):
-            fit.data_driven_spec(data, gamma_range=bad)
+        with pytest.raises(ValueError, match="gamma range"):
+            LensSpec.from_data(data, gamma_range=bad)
+
+
+def _tiny_data():
+    from vaelens.data.image_data import ImageData
+    from vaelens.lensing import PixelGrid
+
+    rng = np.random.default_rng(1)
+    return ImageData(rng.normal(0.0, 0.01, (20, 20)), grid=PixelGrid((20, 20), 0.05),
+                     psf=np.ones((3, 3)) / 9.0, bkg_rms=0.01, exposure_time=1000.0)
+
+
+def test_fit_options_choose_the_mass_profile_shear_and_centre_prior():
+    from vaelens.cli import build_parser
+    from vaelens.commands.fit import spec_from_args
+
+    base = ["fit", "i.fits", "--psf", "p.fits", "--method", "map", "--out", "o"]
+    args = build_parser().parse_args(base)
+    spec = spec_from_args(args, _tiny_data())
+    assert (spec.mass_profile, spec.include_shear, spec.lens.center_scale) == ("epl", True, 0.05)
+    args = build_parser().parse_args(
+        [*base, "--mass-profile", "sie", "--no-shear", "--center-prior-sigma", "0.2"]
+    )
+    spec = spec_from_args(args, _tiny_data())
+    assert (spec.mass_profile, spec.include_shear, spec.lens.center_scale) == ("sie", False, 0.2)
+    assert "gamma" not in spec.parameter_names() and "gamma1" not in spec.parameter_names()
+    args = build_parser().parse_args([*base, "--gamma-range", "1.0", "2.5"])
+    with pytest.raises(CLIError, match="gamma range"):
+        spec_from_args(args, _tiny_data())
+
+
+def test_even_sized_psf_is_accepted_with_a_warning(tmp_path):
+    img = fits.PrimaryHDU(np.zeros((16, 16), np.float32))
+    img.header.update(PIXSCALE=0.05, BKG_RMS=0.01, EXPTIME=1000.0)
+    img.writeto(tmp_path / "image.fits")
+    fits.PrimaryHDU(np.ones((4, 4), np.float32)).writeto(tmp_path / "psf.fits")
+    with pytest.warns(UserWarning, match="even size"):
+        data = _inputs.load_image_data(tmp_path / "image.fits", tmp_path / "psf.fits")
+    assert data.psf.shape == (4, 4)
+
+
+@pytest.mark.parametrize("content", [b"", b"not a safetensors file", b"\x08\x00\x00\x00\x00"])
+def test_unreadable_weights_are_a_clean_error(tmp_path, content):
+    path = tmp_path / "w.safetensors"
+    path.write_bytes(content)
+    _common.load_vae.cache_clear()
+    with pytest.raises(CLIError, match="--weights"):
+        _common.load_vae(str(path))
+
+
+def test_missing_pretrained_weights_never_fall_back_to_random(monkeypatch):
+    import vaelens.vae as vae_pkg
+    from vaelens.vae import WeightsError
+
+    def broken():
+        raise WeightsError("sha256 mismatch")
+
+    monkeypatch.setattr(vae_pkg, "load_pretrained", broken)
+    _common.load_vae.cache_clear()
+    try:
+        with pytest.raises(CLIError, match="pretrained VAE weights cannot be loaded"):
+            _common.make_decoder("vae")
+    finally:
+        _common.load_vae.cache_clear()

@@ -6,7 +6,7 @@ data as ``../shared/data`` and fall back to synthetic galaxies when it is absent
 ``VAELENS_TEST_NOTEBOOKS=01`` executes only 01. Their building blocks are also tested on their own:
 ``simulate_lens``, ``map_fit``, ``nuts``, ``diagnostics``, ``reconstruct`` and ``compare_fits``
 in ``tests/test_infer_*.py``/``tests/test_models_*.py``, the figures in ``test_plotting.py`` and
-``regularised_laplace`` in ``test_cli_helpers.py``.
+``cap_covariance`` in ``test_cli_helpers.py``.
 """
 
 import os

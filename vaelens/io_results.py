@@ -22,7 +22,7 @@ import math
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,7 @@ __all__ = [
     "read_json",
     "to_jsonable",
     "read_fit_folder",
+    "format_table",
 ]
 
 
@@ -97,6 +98,9 @@ def atomic_output_dir(path: str | os.PathLike, *, force: bool = False) -> Iterat
     """
     out = check_output_dir(path, force=force)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp creates 0700; the results are the user's usual
     try:
         yield tmp
     except BaseException:
@@ -184,3 +188,32 @@ def read_fit_folder(path: str | os.PathLike) -> tuple[Any, dict[str, Any]]:
     summary = read_json(folder / "summary.json")
     idata = az.from_netcdf(nc)
     return idata, summary
+
+
+def format_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], *, index: str) -> str:
+    """A plain-text table (one row per mapping) with numbers to 4 significant figures."""
+
+    def fmt(v: Any) -> str:
+        if v is None:
+            return "-"
+        if isinstance(v, (float, np.floating)):
+            return "nan" if not np.isfinite(v) else f"{v:.4g}"
+        return str(v)
+
+    header = [index, *columns]
+    body = [[fmt(r.get(index))] + [fmt(r.get(c)) for c in columns] for r in rows]
+    widths = [
+        max(len(h), *(len(b[i]) for b in body)) if body else len(h) for i, h in enumerate(header)
+    ]
+    line = "  ".join(
+        h.rjust(w) if i else h.ljust(w) for i, (h, w) in enumerate(zip(header, widths, strict=True))
+    )
+    out = [line, "-" * len(line)]
+    for b in body:
+        out.append(
+            "  ".join(
+                x.rjust(w) if i else x.ljust(w)
+                for i, (x, w) in enumerate(zip(b, widths, strict=True))
+            )
+        )
+    return "\n".join(out) + "\n"

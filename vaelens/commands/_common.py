@@ -1,20 +1,23 @@
-"""Helpers shared by the subcommands: decoder choice, FITS checks, stage timing, tables."""
+"""Helpers shared by the subcommands: decoder choice, FITS checks, tables."""
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
 import os
-import time
-import warnings
-from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from vaelens.io_results import format_table
+
 log = logging.getLogger("vaelens")
+
+__all__ = [
+    "cli_error", "format_table", "header_pixel_scale", "load_vae", "make_decoder",
+    "parse_hdu", "read_fits_image", "require_file",
+]
 
 
 def cli_error(message: str) -> Exception:
@@ -93,20 +96,33 @@ def load_vae(weights: str | None = None):
         Optional safetensors file: trained weights with their JSON model card next to them
         (``vaelens train`` output, SHA-256 verified), or a bare training checkpoint
         (``.../checkpoint/model.safetensors``) of the default architecture. None: the pretrained
-        weights shipped with vaelens or, if they are not installed, a random-weight network of
-        the same architecture (with a warning).
+        weights shipped with vaelens.
 
     Returns
     -------
     (vaelens.vae.VAE, str)
         The network (loaded once per process and argument) and a description.
+
+    Raises
+    ------
+    vaelens.cli.CLIError
+        A missing, corrupt, truncated or non-safetensors weights file, or weights of another
+        architecture; or no pretrained weights installed (never a random-weight decoder).
     """
     from vaelens.vae import VAE, VAEConfig, WeightsError, load_pretrained, load_weights
 
-    if weights is not None:
-        path = require_file(weights, "weights file")
+    if weights is None:
+        try:
+            return load_pretrained(), "pretrained"
+        except (OSError, WeightsError) as err:
+            raise cli_error(
+                f"the pretrained VAE weights cannot be loaded ({_first_line(err)}); reinstall "
+                "vaelens or pass --weights"
+            ) from None
+    path = require_file(weights, "weights file")
+    try:
         if path.with_suffix(".json").is_file():
-            return load_weights(path), f"weights {path}"
+            return load_weights(path), f"weights {path.name}"
         from flax import nnx
 
         from vaelens.vae.weights import load_state
@@ -116,18 +132,16 @@ def load_vae(weights: str | None = None):
             load_state(path, vae, nnx.Param)
         except WeightsError:
             load_state(path, vae)
-        return vae, f"checkpoint {path}"
-    try:
-        return load_pretrained(), "pretrained"
-    except (ImportError, FileNotFoundError, OSError, RuntimeError, ValueError) as err:
-        from flax import nnx
+        return vae, f"checkpoint {path.name}"
+    except Exception as err:  # noqa: BLE001 - any failure to read the file is the user's input
+        raise cli_error(
+            f"--weights {path}: not a readable vaelens safetensors file ({_first_line(err)})"
+        ) from None
 
-        warnings.warn(
-            f"pretrained VAE weights unavailable ({err}); using a RANDOM-WEIGHT decoder",
-            UserWarning,
-            stacklevel=2,
-        )
-        return VAE(VAEConfig.default(), rngs=nnx.Rngs(0)), "random-weights"
+
+def _first_line(err: BaseException) -> str:
+    text = " ".join(str(err).split())
+    return text[:200] or type(err).__name__
 
 
 def make_decoder(source: str = "vae", weights: str | None = None):
@@ -143,49 +157,3 @@ def make_decoder(source: str = "vae", weights: str | None = None):
         return None, "none"
     vae, kind = load_vae(None if weights is None else str(weights))
     return vae.decoder_function(), kind
-
-
-class StageTimer:
-    """Wall-clock time of named stages, ``with timer("map"): ...``; ``timer.times`` in s."""
-
-    def __init__(self) -> None:
-        self.times: dict[str, float] = {}
-
-    @contextlib.contextmanager
-    def __call__(self, name: str) -> Iterator[None]:
-        t0 = time.perf_counter()
-        log.info("%s ...", name)
-        try:
-            yield
-        finally:
-            self.times[name] = self.times.get(name, 0.0) + time.perf_counter() - t0
-            log.info("%s done in %.1f s", name, self.times[name])
-
-
-def format_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], *, index: str) -> str:
-    """A plain-text table (one row per mapping) with numbers to 4 significant figures."""
-
-    def fmt(v: Any) -> str:
-        if v is None:
-            return "-"
-        if isinstance(v, (float, np.floating)):
-            return "nan" if not np.isfinite(v) else f"{v:.4g}"
-        return str(v)
-
-    header = [index, *columns]
-    body = [[fmt(r.get(index))] + [fmt(r.get(c)) for c in columns] for r in rows]
-    widths = [
-        max(len(h), *(len(b[i]) for b in body)) if body else len(h) for i, h in enumerate(header)
-    ]
-    line = "  ".join(
-        h.rjust(w) if i else h.ljust(w) for i, (h, w) in enumerate(zip(header, widths, strict=True))
-    )
-    out = [line, "-" * len(line)]
-    for b in body:
-        out.append(
-            "  ".join(
-                x.rjust(w) if i else x.ljust(w)
-                for i, (x, w) in enumerate(zip(b, widths, strict=True))
-            )
-        )
-    return "\n".join(out) + "\n"

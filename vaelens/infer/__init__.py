@@ -1,5 +1,9 @@
 """Inference over NumPyro models: MAP (BFGS / L-BFGS + Laplace), SVI, NUTS / HMC.
 
+:func:`fit_lens` is the lens-fitting recipe (what ``vaelens fit`` runs): staged multi-start
+MAP, the capped Laplace covariance, then the posterior by the chosen method, as a
+:class:`LensFit` that writes the usual output folder.
+
 Every method works on the model's unconstrained parameters, starts from (or is) the multi-start
 MAP, and returns ArviZ InferenceData (:func:`svi`, :func:`nuts`, :func:`hmc`) or a frozen
 :class:`MAPResult` convertible to it. :func:`diagnostics` checks convergence and warns,
@@ -10,6 +14,7 @@ and standard-deviation maps of the source and model image.
 from vaelens.infer.compare import FitComparison, compare_fits
 from vaelens.infer.convert import package_versions, to_inference_data
 from vaelens.infer.diagnostics import ConvergenceWarning, Diagnostics, diagnostics
+from vaelens.infer.fit_lens import LensFit, cap_covariance, fit_lens
 from vaelens.infer.flat import FlatModel, flatten_model
 from vaelens.infer.map import MAPResult, map_fit, staged_map_fit
 from vaelens.infer.mcmc import gauss_newton_covariance, hmc, nuts
@@ -23,11 +28,14 @@ __all__ = [
     "Diagnostics",
     "FitComparison",
     "FlatModel",
+    "LensFit",
     "MAPResult",
     "Reconstruction",
     "bfgs_minimize",
+    "cap_covariance",
     "compare_fits",
     "diagnostics",
+    "fit_lens",
     "flatten_model",
     "gauss_newton_covariance",
     "hmc",

@@ -10,7 +10,6 @@ from vaelens.models.decoder import Decoder, default_decoder, resolve_decoder
 from vaelens.models.galaxy import NATIVE_PIXEL_SCALE, galaxy_model
 from vaelens.models.lens import (
     LensComponents,
-    LensSpec,
     lens_components,
     lens_model,
     render_lens,
@@ -26,6 +25,7 @@ from vaelens.models.priors import (
     raw_from_ellipticity,
 )
 from vaelens.models.simulate import default_truth, simulate_lens
+from vaelens.models.spec import LensSpec
 from vaelens.models.toy import blob_decoder
 
 __all__ = [

@@ -20,11 +20,10 @@ Parameter names follow lenstronomy (``theta_E``, ``gamma``, ``e1``, ``e2``, ``ce
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import weakref
 from collections.abc import Callable, Mapping
-from typing import Any, Literal, NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -32,13 +31,8 @@ import numpyro
 import numpyro.distributions as dist
 
 from vaelens.models.decoder import Decoder, resolve_decoder
-from vaelens.models.priors import (
-    LensLightPriors,
-    LensPriors,
-    SersicPriors,
-    SourcePriors,
-    ellipticity_from_raw,
-)
+from vaelens.models.priors import ellipticity_from_raw
+from vaelens.models.spec import LensSpec
 
 __all__ = [
     "LensSpec",
@@ -48,88 +42,6 @@ __all__ = [
     "render_lens",
     "sample_lens_params",
 ]
-
-
-@dataclasses.dataclass(frozen=True)
-class LensSpec:
-    """What the lens model contains and how it is rendered (frozen, printable).
-
-    Parameters
-    ----------
-    mass_profile
-        ``"epl"`` (elliptical power law, free slope ``gamma``) or ``"sie"`` (``gamma = 2``).
-    include_shear
-        Add an external shear ``(gamma1, gamma2)``.
-    source_model
-        ``"vae"`` (the decoder: ``z``, ``source_center_x/y``, ``source_size``, ``source_angle``,
-        ``source_amp``) or ``"sersic"`` (elliptical Sersic, for comparison).
-    include_lens_light
-        Add an elliptical Sersic lens light (``light_*`` parameters).
-    supersampling
-        Rays per pixel side (the model is evaluated on a ``supersampling``-times finer grid and
-        block averaged).
-    convolve_supersampled
-        Convolve with the PSF on the supersampled grid (the PSF must then be given at that
-        resolution) instead of after downsampling.
-    save_model_image
-        Record the noise-free model image as the deterministic site ``model_image``.
-    lens, source, sersic_source, lens_light
-        The prior configurations (:class:`LensPriors`, :class:`SourcePriors`,
-        :class:`SersicPriors`, :class:`LensLightPriors`).
-
-    Examples
-    --------
-    >>> spec = LensSpec(lens=LensPriors(theta_E=1.2), supersampling=2)
-    >>> spec.lens.theta_E
-    1.2
-    """
-
-    mass_profile: Literal["epl", "sie"] = "epl"
-    include_shear: bool = True
-    source_model: Literal["vae", "sersic"] = "vae"
-    include_lens_light: bool = False
-    supersampling: int = 2
-    convolve_supersampled: bool = False
-    save_model_image: bool = False
-    lens: LensPriors = dataclasses.field(default_factory=LensPriors)
-    source: SourcePriors = dataclasses.field(default_factory=SourcePriors)
-    sersic_source: SersicPriors = dataclasses.field(default_factory=SersicPriors)
-    lens_light: LensLightPriors = dataclasses.field(default_factory=LensLightPriors)
-
-    def __post_init__(self) -> None:
-        if self.mass_profile not in ("epl", "sie"):
-            raise ValueError(f"mass_profile must be 'epl' or 'sie', got {self.mass_profile!r}")
-        if self.source_model not in ("vae", "sersic"):
-            raise ValueError(f"source_model must be 'vae' or 'sersic', got {self.source_model!r}")
-        if int(self.supersampling) < 1:
-            raise ValueError("supersampling must be a positive integer")
-
-    def parameter_names(self) -> tuple[str, ...]:
-        """Names of the physical (constrained, scalar) parameters, without ``z``."""
-        names = ["theta_E", "gamma", "e1", "e2", "center_x", "center_y"]
-        if self.mass_profile == "sie":
-            names.remove("gamma")
-        if self.include_shear:
-            names += ["gamma1", "gamma2"]
-        if self.include_lens_light:
-            names += ["light_amp", "light_R_sersic", "light_n_sersic", "light_e1", "light_e2"]
-            if not self.lens_light.tie_center:
-                names += ["light_center_x", "light_center_y"]
-        if self.source_model == "vae":
-            names += ["source_center_x", "source_center_y", "source_size", "source_amp"]
-            if self.source.angle_scale is not None:
-                names.append("source_angle")
-        else:
-            names += [
-                "source_amp",
-                "source_R_sersic",
-                "source_n_sersic",
-                "source_e1",
-                "source_e2",
-                "source_center_x",
-                "source_center_y",
-            ]
-        return tuple(names)
 
 
 class LensComponents(NamedTuple):

@@ -1,13 +1,24 @@
-"""The files of a ``vaelens fit`` output folder (DESIGN.md, "Outputs of vaelens fit").
+"""The output folder of a lens fit: ``posterior.nc``, ``summary.csv``, ``summary.json``,
+``model.png``, ``corner.png`` and ``trace.png``.
 
-:func:`write_fit_outputs` writes ``posterior.nc``, ``summary.csv``, ``summary.json``,
-``model.png``, ``corner.png`` and ``trace.png`` into a folder (the temporary folder of
-:func:`vaelens.io_results.atomic_output_dir`) and returns the summary dictionary.
+:func:`write_fit_folder` (behind :meth:`vaelens.infer.LensFit.write`) writes them into a
+temporary folder that is renamed when complete (:func:`vaelens.io_results.atomic_output_dir`)
+and returns the summary dictionary; :func:`format_summary` is the table ``vaelens fit`` prints.
+
+Columns of the summary (``summary.csv`` and ``summary.json``):
+
+- ``mean``, ``sd``, ``hdi_3%``, ``hdi_97%``, ``q16``/``q50``/``q84``: of the posterior draws,
+  i.e. of the Laplace draws for a MAP fit (after the capping of unconstrained directions wider
+  than the prior, :func:`vaelens.infer.cap_covariance`, and of raw ellipticities at |e| <= 0.995);
+- ``r_hat``, ``ess_bulk``, ``ess_tail``: MCMC convergence (NUTS/HMC only);
+- ``map`` and ``laplace_sd``: the MAP value and its delta-method Laplace sigma (uncapped). The
+  two sigmas agree where the posterior is close to Gaussian in the unconstrained parameters; they
+  differ where a direction was capped or a constraining transform is far from linear over one
+  sigma (e.g. ellipticities near the tanh bound).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from pathlib import Path
 from typing import Any
@@ -16,18 +27,16 @@ import numpy as np
 
 log = logging.getLogger("vaelens")
 
+#: Meaning of the columns of a MAP fit's summary, recorded in its ``summary.json``.
+MAP_COLUMNS = {
+    "sd": "standard deviation of the Laplace draws (unconstrained directions wider than the "
+    "prior capped at the prior width)",
+    "laplace_sd": "delta-method sigma of the Laplace approximation at the MAP (uncapped)",
+}
+
 #: Diagnostics thresholds (issue 4): R-hat, bulk/tail ESS.
 RHAT_MAX = 1.01
 ESS_MIN = 400
-
-
-def spec_dict(spec) -> dict[str, Any]:
-    """A JSON-friendly description of a :class:`vaelens.models.LensSpec` (with its priors)."""
-    out: dict[str, Any] = {}
-    for field in dataclasses.fields(spec):
-        value = getattr(spec, field.name)
-        out[field.name] = dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value
-    return out
 
 
 def scalar_names(idata, spec) -> list[str]:
@@ -179,57 +188,107 @@ def summary_table(idata, names: list[str]):
     return table
 
 
-def write_fit_outputs(
-    folder: Path,
-    idata,
-    map_result,
-    data,
-    spec,
-    decoder,
+def _estimated_bytes(idata) -> int:
+    """Upper estimate of the size of the folder's files (the posterior dominates)."""
+    total = 0
+    for group in idata.groups():
+        ds = getattr(idata, group)
+        total += sum(int(ds[k].size) * min(ds[k].dtype.itemsize, 8) for k in ds.data_vars)
+    return int(1.2 * total) + 8 * 2**20  # netCDF overhead and three figures
+
+
+class OutputWriteError(OSError):
+    """The output folder could not be written (e.g. the disk is full); nothing was left."""
+
+
+def write_fit_folder(
+    path,
+    fit,
     *,
-    meta: dict[str, Any],
-    timings: dict[str, float],
+    force: bool = False,
     truth: dict[str, Any] | None = None,
+    meta: dict[str, Any] | None = None,
     dpi: int = 110,
 ) -> dict[str, Any]:
-    """Write the output folder of a fit and return the summary (also in ``summary.json``).
+    """Write the output folder of a :class:`vaelens.infer.LensFit` and return the summary.
 
     Parameters
     ----------
-    folder
-        Existing (temporary) folder.
-    idata
-        The posterior (Laplace draws for a MAP fit).
-    map_result
-        :class:`vaelens.infer.MAPResult` (MAP values and Laplace sigmas), or None.
-    data, spec, decoder
-        The fitted data, model specification and decoder (to render the best-fit model).
-    meta, timings
-        Run description (method, seed, command, ...) and wall times per stage (s).
+    path
+        The folder to create (replaced only with ``force``).
+    fit
+        The fit.
     truth
         True parameters of a simulated lens, drawn on the plots and compared in the summary.
+    meta
+        Extra entries of ``summary.json`` (command line, input files, ...).
+
+    Raises
+    ------
+    vaelens.io_results.OutputExistsError
+        ``path`` exists and ``force`` is False.
+    OutputWriteError
+        Too little free disk space, or a write failed; the temporary folder is removed.
     """
+    import shutil
+
+    from vaelens.io_results import atomic_output_dir, check_output_dir
+
+    out = check_output_dir(path, force=force)
+    need = _estimated_bytes(fit.idata)
+    free = shutil.disk_usage(out.parent).free
+    if free < need:
+        raise OutputWriteError(
+            f"not enough free disk space for {out} ({free / 2**20:.0f} MiB free, about "
+            f"{need / 2**20:.0f} MiB needed); nothing was written"
+        )
+    try:
+        with atomic_output_dir(out, force=force) as tmp:
+            return _write_files(tmp, fit, truth=truth, meta=meta or {}, dpi=dpi)
+    except OSError as err:
+        if isinstance(err, OutputWriteError | FileExistsError):
+            raise
+        raise OutputWriteError(f"writing {out} failed ({err}); nothing was written") from err
+
+
+def fit_record(fit) -> dict[str, Any]:
+    """What ``summary.json`` records of a fit besides its parameters: the settings, the model
+    specification, the MAP statistics and the package versions."""
+    from vaelens.infer.convert import package_versions
+
+    return {
+        **fit.settings,
+        "spec": fit.spec.to_dict(),
+        "versions": package_versions(),
+        **fit.info,
+    }
+
+
+def _write_files(folder: Path, fit, *, truth, meta, dpi) -> dict[str, Any]:
     from vaelens import plotting
     from vaelens.infer.convert import clean_attrs
     from vaelens.io_results import to_jsonable, write_json
 
+    idata, map_result, data, spec = fit.idata, fit.map, fit.data, fit.spec
+    record = {**fit_record(fit), **meta}
+    method = fit.method
     names = scalar_names(idata, spec)
     with np.errstate(all="ignore"):
         table = summary_table(idata, names)
     table.to_csv(folder / "summary.csv", index_label="parameter")
 
-    if meta["method"] == "map" and map_result is not None:
+    if method == "map":
         best = {k: np.asarray(v) for k, v in map_result.params.items()}
         best_label = "MAP"
     else:
         c, d = best_draw(idata)
         best = draw_params(idata, c, d)
         best_label = f"lowest-chi2 draw (chain {c}, draw {d})"
-    model = render_model(best, data, spec, decoder)
+    model = render_model(best, data, spec, fit.decoder)
     sigma = np.sqrt(np.asarray(data.variance(model), float))
     resid = (data.image - model) / sigma
     n_pix = int(data.mask.sum())
-    n_par = int(meta.get("num_parameters", 0))
+    n_par = int(record.get("num_parameters", 0))
     chi2 = float(np.sum(resid[data.mask] ** 2))
     fit_quality = {
         "best_fit": best_label,
@@ -240,13 +299,9 @@ def write_fit_outputs(
         "chi2_per_pixel": chi2 / max(n_pix, 1),
     }
 
-    laplace = None
-    if map_result is not None:
-        values, sd = map_result.summary_values(), map_result.sigma
-        laplace = {
-            n: {"map": values.get(n), "laplace_sd": sd.get(n)} for n in spec.parameter_names()
-        }
-    diag = diagnostics(idata, table) if meta["method"] != "map" else {"warnings": []}
+    values, sd = map_result.summary_values(), map_result.sigma
+    laplace = {n: {"map": values.get(n), "laplace_sd": sd.get(n)} for n in spec.parameter_names()}
+    diag = diagnostics(idata, table) if method != "map" else {"warnings": []}
     for w in diag["warnings"]:
         log.warning("diagnostics: %s", w)
 
@@ -254,7 +309,7 @@ def write_fit_outputs(
     for name in table.index:
         row = {k: float(v) for k, v in table.loc[name].items()}
         row["best_fit"] = float(np.asarray(best[name])) if name in best else None
-        if laplace and name in laplace:
+        if name in laplace:
             row.update(laplace[name])
         if truth and name in truth and np.ndim(truth[name]) == 0:
             row["truth"] = float(truth[name])
@@ -264,10 +319,11 @@ def write_fit_outputs(
         params_out[name] = row
 
     summary = {
-        **meta,
-        "timings_s": timings,
+        **record,
+        "timings_s": fit.timings,
         "fit": fit_quality,
         "parameters": params_out,
+        "columns": MAP_COLUMNS if method == "map" else None,
         "diagnostics": diag,
         "truth": truth,
     }
@@ -275,7 +331,7 @@ def write_fit_outputs(
 
     idata.attrs.update(
         clean_attrs(
-            {"vaelens_cli": to_jsonable({k: v for k, v in meta.items() if k != "map_losses"})}
+            {"vaelens_fit": to_jsonable({k: v for k, v in record.items() if k != "map_losses"})}
         )
     )
     post = idata.posterior
@@ -284,11 +340,12 @@ def write_fit_outputs(
             post[k] = post[k].astype(np.float32)
     idata.to_netcdf(str(folder / "posterior.nc"))
 
-    src_mean, src_std, src_ext = source_images(
-        idata, spec, best if meta["method"] == "map" else None
-    )
-    what = "MAP" if best_label == "MAP" else f"{meta['method'].upper()}, {best_label}"
-    title = rf"{what}: $\chi^2$ = {chi2:.0f} over {n_pix} pixels (decoder: {meta.get('decoder')})"
+    src_mean, src_std, src_ext = source_images(idata, spec, best if method == "map" else None)
+    what = "MAP" if best_label == "MAP" else f"{method.upper()}, {best_label}"
+    decoder_kind = record.get("decoder")
+    title = rf"{what}: $\chi^2$ = {chi2:.0f} over {n_pix} pixels"
+    if decoder_kind:
+        title += f" (decoder: {decoder_kind})"
     fig = plotting.plot_model(
         data.image,
         model,
@@ -307,12 +364,15 @@ def write_fit_outputs(
         folder / "corner.png", dpi=dpi
     )
     plotting.plot_trace(idata, lens_names).savefig(folder / "trace.png", dpi=80)
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
     return summary
 
 
 def format_summary(summary: dict[str, Any]) -> str:
     """The table printed at the end of ``vaelens fit``."""
-    from vaelens.commands._common import format_table
+    from vaelens.io_results import format_table
 
     rows = []
     has_truth = any("truth" in r for r in summary["parameters"].values())
@@ -331,6 +391,18 @@ def format_summary(summary: dict[str, Any]) -> str:
         f"pixels, reduced chi2 = {fit['reduced_chi2']:.3f} ({fit['num_parameters']} parameters)",
         "wall time: " + ", ".join(f"{k} {v:.1f} s" for k, v in t.items()),
     ]
+    if "map_losses" in summary:
+        n_starts = len(summary["map_losses"])
+        lines.append(
+            f"MAP: {summary.get('map_starts_converged', 0)} of {n_starts} starts met their "
+            "tolerance (the best start is the MAP; in float32 the gradient tolerance is often "
+            "out of reach and a start stops on its iteration or progress limit)"
+        )
+    if summary["method"] == "map":
+        lines.append(
+            "sd: of the Laplace draws (directions wider than the prior capped); laplace_sd: "
+            "delta-method sigma at the MAP"
+        )
     for w in summary["diagnostics"].get("warnings", []):
         lines.append(f"WARNING: {w}")
     return "\n".join(lines) + "\n"
