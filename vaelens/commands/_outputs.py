@@ -16,7 +16,7 @@ import numpy as np
 
 log = logging.getLogger("vaelens")
 
-#: Diagnostics thresholds (issue 4): R-hat, bulk/tail ESS.
+#: Diagnostics thresholds: R-hat, bulk/tail ESS.
 RHAT_MAX = 1.01
 ESS_MIN = 400
 
