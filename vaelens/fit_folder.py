@@ -34,7 +34,7 @@ MAP_COLUMNS = {
     "laplace_sd": "delta-method sigma of the Laplace approximation at the MAP (uncapped)",
 }
 
-#: Diagnostics thresholds (issue 4): R-hat, bulk/tail ESS.
+#: Diagnostics thresholds R-hat, bulk/tail ESS.
 RHAT_MAX = 1.01
 ESS_MIN = 400
 

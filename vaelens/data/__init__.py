@@ -51,6 +51,6 @@ __all__ = [
     "shift_jax",
     "split_by_id",
 ]
-from vaelens.data.image_data import ImageData  # noqa: E402  (owned by the inference helper)
+from vaelens.data.image_data import ImageData  # noqa: E402
 
 __all__ += ["ImageData"]

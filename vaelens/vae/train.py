@@ -65,7 +65,7 @@ class TrainResult:
     settings
         The training settings (JSON-serialisable), as stored in the checkpoint.
     train_seconds
-        Wall time of all epochs, summed over interrupted and resumed sessions.
+        Wall time of all epochs, summed over interrupted and resumed runs.
     """
 
     model: VAE
