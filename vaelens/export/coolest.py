@@ -1,0 +1,5 @@
+"""COOLEST export (placeholder)."""
+
+
+def export_coolest(*args, **kwargs):
+    raise NotImplementedError
