@@ -43,8 +43,10 @@ def _fit_options(summary: dict[str, Any], folder: Path) -> argparse.Namespace | 
         ) from None
 
 
-def load_fit_folder(folder: str | Path):
+def load_fit_folder(folder: str | Path, *, require_vae: bool = False):
     """The :class:`vaelens.export.FitPoint` of a ``vaelens fit`` output folder.
+
+    ``require_vae``: refuse a fit whose source is not the VAE (before any data are read).
 
     Raises
     ------
@@ -73,6 +75,17 @@ def load_fit_folder(folder: str | Path):
                 f"{path}/summary.json has no {key!r}: export needs a folder written by "
                 "'vaelens fit'"
             )
+    from vaelens.models import LensSpec
+
+    try:
+        spec = LensSpec.from_dict(summary["spec"])
+    except (TypeError, ValueError) as err:
+        raise cli_error(f"{path}/summary.json: bad model specification ({err})") from None
+    if require_vae and spec.source_model != "vae":
+        raise cli_error(
+            f"{path} is a fit with a {spec.source_model} source; the COOLEST export writes the "
+            "decoded source as a pixelated grid and needs a VAE-source fit"
+        )
     opts = _fit_options(summary, path)
     data = load_image_data(
         summary["image"],
@@ -99,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
     if args.coolest is None:
         raise cli_error("nothing to export: give --coolest OUT")
     check_output_dir(args.coolest, force=args.force)
-    point = load_fit_folder(args.fit_dir)
+    point = load_fit_folder(args.fit_dir, require_vae=True)
     try:
         path = export_coolest(point, args.coolest, args.name, force=args.force)
     except (ValueError, ImportError) as err:
