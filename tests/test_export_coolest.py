@@ -315,6 +315,20 @@ def test_posterior_statistics_and_chain_file(mock, tmp_path):
     assert len(mm.post_param_list) == 60
 
 
+def test_sie_without_shear_or_lens_light(mock, tmp_path):
+    import dataclasses
+
+    data, spec, truth, _ = mock
+    sie = dataclasses.replace(spec, mass_profile="sie", include_shear=False,
+                              include_lens_light=False)
+    c = _load(export_coolest(FitPoint(truth, data, sie, "x"), tmp_path / "out"))
+    assert [e.type for e in c.lensing_entities] == ["Galaxy", "Galaxy"]
+    lens, source = c.lensing_entities
+    assert [p.type for p in lens.mass_model] == ["SIE"] and len(lens.light_model) == 0
+    assert [p.type for p in source.light_model] == ["PixelatedRegularGrid"]
+    assert "gamma" not in lens.mass_model[0].parameters
+
+
 def test_bad_input_to_export_coolest(mock, tmp_path):
     import dataclasses
 
@@ -395,4 +409,85 @@ def test_cli_refuses_bad_folders(tmp_path):
     (fake / "summary.json").write_text(json.dumps({**summary, "spec": {"colour": 1}}))
     code, _, err = run_cli(["export", fake, "--coolest", tmp_path / "o"])
     assert_one_line_error(code, err, "bad model specification")
+    vae = {**summary, "spec": LensSpec().to_dict(), "command": "vaelens fit image.fits"}
+    (fake / "summary.json").write_text(json.dumps(vae))
+    code, _, err = run_cli(["export", fake, "--coolest", tmp_path / "o"])
+    assert_one_line_error(code, err, "its command line cannot be read")
+    (fake / "summary.json").write_text(json.dumps({**vae, "command": None}))
+    code, _, err = run_cli(["export", fake, "--coolest", tmp_path / "o"])
+    assert_one_line_error(code, err, "image image.fits not found")
     assert not (tmp_path / "o").exists()
+
+
+@pytest.fixture(scope="module")
+def fit_folder(mock, tmp_path_factory):
+    """A real MAP fit of the mock (fixed source image, 4 latent dimensions it ignores) written
+    by ``LensFit.write`` next to the FITS files it names."""
+    import dataclasses
+
+    import jax
+    from astropy.io import fits
+
+    from vaelens.infer import fit_lens
+
+    data, spec, truth, blob = mock
+    root = tmp_path_factory.mktemp("export_cli")
+    hdr = fits.Header()
+    hdr["PIXSCALE"], hdr["BKG_RMS"], hdr["EXPTIME"] = 0.05, data.bkg_rms, data.exposure_time
+    fits.PrimaryHDU(data.image, header=hdr).writeto(root / "image.fits")
+    fits.PrimaryHDU(data.psf, header=fits.Header({"PIXSCALE": 0.05})).writeto(root / "psf.fits")
+    spec4 = dataclasses.replace(
+        spec, source=dataclasses.replace(spec.source, latent_dim=4, amp=truth["source_amp"])
+    )
+    fit = fit_lens(
+        data, spec4, method="map", key=jax.random.PRNGKey(1), decoder=lambda z: blob, starts=2,
+        samples=30, chains=2, progress_bar=False,
+    )
+    command = (
+        f"vaelens fit {root / 'image.fits'} --psf {root / 'psf.fits'} --method map "
+        f"--out {root / 'fit'}"
+    )
+    fit.write(
+        root / "fit",
+        meta={"image": str(root / "image.fits"), "psf": str(root / "psf.fits"),
+              "command": command},
+    )
+    return root, fit
+
+
+def test_cli_exports_a_fit_folder(fit_folder):
+    from vaelens.export.point import fit_point_from_folder
+    from vaelens.fit_folder import best_draw
+
+    root, fit = fit_folder
+    code, out, err = run_cli(["export", root / "fit", "--coolest", root / "cool", "--name", "m"])
+    assert code == 0, err
+    assert "lowest-chi2 draw" in out
+    c = _load(root / "cool" / "m.json")
+    c_, d_ = best_draw(fit.idata)
+    theta = float(fit.idata.posterior["theta_E"].values[c_, d_])
+    value = c.lensing_entities[0].mass_model[0].parameters["theta_E"].point_estimate.value
+    assert value == pytest.approx(theta, rel=1e-6)
+    assert abs(value - float(fit.map.params["theta_E"])) < 0.05
+    # the data read again from the recorded inputs are the fitted data
+    point = fit_point_from_folder(root / "fit", fit.data)
+    obs = c.observation.pixels.get_pixels(directory=str(root / "cool"))
+    np.testing.assert_allclose(obs[:, ::-1], point.data.image, rtol=1e-6)
+    code, _, err = run_cli(["export", root / "fit", "--coolest", root / "cool"])
+    assert_one_line_error(code, err, "already exists")
+    code, _, err = run_cli(["export", root / "fit", "--coolest", root / "cool", "--force"])
+    assert code == 0, err
+
+
+def test_library_export_of_a_lens_fit(fit_folder, tmp_path):
+    _, fit = fit_folder
+    path = export_coolest(fit, tmp_path / "cool")
+    c = _load(path)
+    theta = c.lensing_entities[0].mass_model[0].parameters["theta_E"]
+    assert theta.point_estimate.value == pytest.approx(float(fit.map.params["theta_E"]))
+    assert theta.posterior_stats.mean == pytest.approx(
+        float(fit.idata.posterior["theta_E"].mean()), rel=1e-9
+    )
+    assert "chain_file_name" not in c.meta  # a MAP fit: no chain by default
+    path = export_coolest(fit, tmp_path / "cool2", chain=True)
+    assert (path.parent / "chain.csv").is_file()

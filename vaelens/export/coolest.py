@@ -14,7 +14,10 @@
   ``meta["chain_file_name"]`` as ``coolest.api`` expects.
 
 Lensing entities, in this order: the lens galaxy (``PEMD`` or ``SIE`` mass and ``Sersic``
-light), the external shear (a ``MassField``) and the source galaxy (``PixelatedRegularGrid``).
+light), the external shear (a ``MassField``, if the model has one) and the source galaxy
+(``PixelatedRegularGrid``). The posterior statistics of a position angle are those of its
+draws unwrapped about the point estimate (they may reach past +-90 degrees); ``chain.csv``
+holds the draws folded into (-90, 90].
 
 Conventions (:mod:`vaelens.export.conventions`): COOLEST's ``x`` axis points west (``x_C = -x``)
 and its origin is the centre of the image; axis ratios, position angles (degrees east of north)
@@ -38,11 +41,17 @@ from typing import Any
 
 import numpy as np
 
-from vaelens.export.conventions import center_to_coolest, ellipticity_to_coolest, shear_to_coolest
+from vaelens.export.conventions import (
+    center_to_coolest,
+    ellipticity_to_coolest,
+    fold_angle,
+    shear_to_coolest,
+)
 
 __all__ = ["coolest_parameters", "export_coolest"]
 
-#: Entity indices of the template.
+#: Keys of the lens, shear and source entities in :func:`coolest_parameters` (the shear, when
+#: the model has one, is entity 1 of the template and the source the last).
 LENS, SHEAR, SOURCE = 0, 1, 2
 
 
@@ -237,11 +246,6 @@ def _entities(point, folder, origin, pixel_area):
         light_model=LightModel("Sersic") if spec.include_lens_light else LightModel(),
         mass_model=MassModel("PEMD" if spec.mass_profile == "epl" else "SIE"),
     )
-    shear = MassField(
-        "external shear",
-        None,
-        mass_model=MassModel("ExternalShear") if spec.include_shear else MassModel(),
-    )
     source = Galaxy("source galaxy", None, light_model=LightModel("PixelatedRegularGrid"))
     pixels, fov_x, fov_y = _source_grid(p, spec, origin, pixel_area)
     path = _write_fits(folder, "source.fits", pixels, BUNIT="image units per data pixel")
@@ -255,6 +259,9 @@ def _entities(point, folder, origin, pixel_area):
         check_fits_file=True,
         fits_file_dir=str(folder),
     )
+    if not spec.include_shear:
+        return LensingEntityList(lens, source)
+    shear = MassField("external shear", None, mass_model=MassModel("ExternalShear"))
     return LensingEntityList(lens, shear, source)
 
 
@@ -283,9 +290,11 @@ def _fill(entities, point, origin, draws) -> dict[str, np.ndarray]:
         param.set_point_estimate(float(values[key]))
         if samples is not None:
             x = np.asarray(samples[key], dtype=np.float64)
+            columns[param.id] = x
+            if key[2] in ("phi", "phi_ext"):  # an axis: the draws unwrapped about the point
+                x = float(values[key]) + fold_angle(x - float(values[key]))
             p16, p50, p84 = (float(v) for v in np.percentile(x, [16, 50, 84]))
             param.set_posterior(PosteriorStatistics(float(np.mean(x)), p50, p16, p84))
-            columns[param.id] = x
     return columns
 
 
