@@ -329,6 +329,23 @@ def test_sie_without_shear_or_lens_light(mock, tmp_path):
     assert "gamma" not in lens.mass_model[0].parameters
 
 
+def test_rotated_source_resampled_on_an_axis_aligned_grid(mock, tmp_path):
+    import dataclasses
+
+    data, spec, truth, _ = mock
+    rot = dataclasses.replace(spec, source=dataclasses.replace(spec.source, angle_scale=0.3))
+    c = _load(export_coolest(FitPoint({**truth, "source_angle": 0.5}, data, rot, "x"),
+                             tmp_path / "out"))
+    grid = c.lensing_entities[-1].light_model[0].parameters["pixels"]
+    pix = grid.get_pixels(directory=str(tmp_path / "out"))
+    n = int(np.ceil(64 * (np.cos(0.5) + np.sin(0.5))))
+    assert pix.shape == (n, n)
+    d = truth["source_size"] / 64
+    assert grid.field_of_view_x[1] - grid.field_of_view_x[0] == pytest.approx(n * d)
+    # flux is kept: pixels are flux per data pixel at the source pixel size d
+    assert pix.sum() * (d / 0.05) ** 2 == pytest.approx(truth["source_amp"], rel=0.01)
+
+
 def test_bad_input_to_export_coolest(mock, tmp_path):
     import dataclasses
 
