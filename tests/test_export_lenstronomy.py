@@ -80,6 +80,23 @@ def test_sie_sersic_source_and_background_noise_rerendered():
     assert_same_rendering(data, ours, out.model_image(), chi2_rtol=1e-3, image_rtol=1e-3)
 
 
+def test_psf_convolved_on_the_supersampled_grid():
+    from vaelens.lensing import gaussian_psf
+
+    spec = LensSpec(source_model="sersic", include_lens_light=True, supersampling=3,
+                    convolve_supersampled=True)
+    data, truth = simulate_lens(
+        jax.random.PRNGKey(1), dataclasses.replace(spec, convolve_supersampled=False),
+        shape=(40, 40), pixel_scale=0.06,
+    )
+    data = dataclasses.replace(data, psf=np.asarray(gaussian_psf(0.15, 0.02, 21)))
+    out = export_lenstronomy(truth, data, spec)
+    assert out.kwargs_psf["point_source_supersampling_factor"] == 3
+    assert out.kwargs_numerics["supersampling_convolution"] is True
+    ours = vaelens_image(data, spec, truth, None)
+    assert_same_rendering(data, ours, out.model_image())
+
+
 def test_real_map_fit_rerendered_by_lenstronomy(vae_mock):
     from vaelens.infer import fit_lens
 
