@@ -7,6 +7,7 @@
     vaelens fit mock/image.fits --psf mock/psf.fits --method map --out fit_map/
     vaelens fit mock/image.fits --psf mock/psf.fits --method nuts --chains 2 --out fit_nuts/
     vaelens compare fit_map/ fit_nuts/
+    vaelens export fit_map/ --coolest coolest/
     vaelens fit-galaxy stamps.fits --out gal/
     vaelens demo --out demo/
     vaelens train --help
@@ -172,6 +173,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--truth", default=None, help="truth.json of a simulated lens")
     p.add_argument("--force", action="store_true", help="replace an existing output folder")
     p.set_defaults(func="compare")
+
+    p = sub.add_parser("export", help="export a fit folder (COOLEST template)")
+    p.add_argument("fit_dir", help="output folder of 'vaelens fit' (VAE source)")
+    p.add_argument("--coolest", metavar="OUT", help="write a COOLEST template into this folder")
+    p.add_argument("--name", default="vaelens", help="template name, OUT/NAME.json (vaelens)")
+    p.add_argument("--force", action="store_true", help="replace an existing output folder")
+    p.set_defaults(func="export")
 
     p = sub.add_parser("demo", help="simulate a mock lens and fit it by MAP (a few minutes)")
     p.add_argument("--out", required=True, help="output folder")

@@ -208,3 +208,35 @@ class LensSpec:
             is_config = dataclasses.is_dataclass(value)
             out[field.name] = dataclasses.asdict(value) if is_config else value
         return out
+
+    @classmethod
+    def from_dict(cls, data: dict) -> LensSpec:
+        """The specification described by :meth:`to_dict` (e.g. the ``spec`` of a fit's
+        ``summary.json``).
+
+        Raises
+        ------
+        ValueError
+            ``data`` is not a mapping, or has a key that is not a field of the class or of the
+            prior configurations (the message names it).
+        """
+        if not isinstance(data, dict):
+            raise ValueError(f"a LensSpec description must be a dict, got {type(data).__name__}")
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - set(fields))
+        if unknown:
+            raise ValueError(f"unknown LensSpec fields: {', '.join(unknown)}")
+        defaults, kwargs = cls(), {}
+        for name, value in data.items():
+            default = getattr(defaults, name)
+            if dataclasses.is_dataclass(default):
+                if not isinstance(value, dict):
+                    raise ValueError(f"LensSpec field {name!r} must be a dict, got {value!r}")
+                config = type(default)
+                known = {f.name for f in dataclasses.fields(config)}
+                bad = sorted(set(value) - known)
+                if bad:
+                    raise ValueError(f"unknown {config.__name__} fields: {', '.join(bad)}")
+                value = config(**value)
+            kwargs[name] = value
+        return cls(**kwargs)
