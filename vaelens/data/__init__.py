@@ -8,9 +8,8 @@ from vaelens.data.augment import (
     add_noise,
     augment,
     dihedral,
-    random_dihedral_jax,
+    random_dihedral,
     random_shift_jax,
-    shift_jax,
 )
 from vaelens.data.catalog import (
     CatalogError,
@@ -46,9 +45,8 @@ __all__ = [
     "load_training_stamps",
     "make_synthetic_galaxies",
     "prepare_stamp",
-    "random_dihedral_jax",
+    "random_dihedral",
     "random_shift_jax",
-    "shift_jax",
     "split_by_id",
 ]
 from vaelens.data.image_data import ImageData  # noqa: E402  (owned by the inference helper)
