@@ -1,17 +1,17 @@
 """Batched decoder fits of galaxy stamps: lock-step batched L-BFGS against ``vmap`` of one fit.
 
-Two ways to fit a batch of stamps with the pretrained VAE decoder (same objective: flux profiled,
+Three ways to fit a batch of stamps with the pretrained VAE decoder (same objective: flux profiled,
 ``N(0, 1)`` prior on ``z``, sub-pixel shift, started from the encoder mean, ``max_iter = 60``):
 
-* ``lockstep``: the hand-written lock-step L-BFGS (every galaxy one objective evaluation per
+* ``lockstep``: :func:`vaelens.galaxy.fit_galaxies`, lock-step batched L-BFGS
+  (:func:`vaelens.optim.lockstep_lbfgs_minimize`: every galaxy one objective evaluation per
   step, ``lax.scan`` of exactly ``max_iter`` batched evaluations, Armijo backtracking by
-  rejected steps); it lived in ``vaelens/infer/galaxy_fit.py`` and is loaded here from the git
-  revision ``--lockstep-rev`` (it is not part of the package any more);
-* ``vmap``: :func:`vaelens.galaxy.fit_galaxies`, ``jax.vmap`` of the single-stamp fit
+  rejected steps), the whole batch as one chunk;
+* ``vmap``: ``jax.vmap`` of the single-stamp fit of :func:`vaelens.galaxy.make_galaxy_fitter`
   (:func:`vaelens.optim.lbfgs_minimize`: optax L-BFGS, zoom line search, one
-  ``lax.while_loop``), the whole batch as one chunk;
-* ``map``: the same function with ``chunk_size=1``, i.e. the single fits one after another in
-  one compiled program (``jax.lax.map``), for reference.
+  ``lax.while_loop``);
+* ``map``: the same single-stamp fits one after another in one compiled program
+  (``jax.lax.map``), for reference.
 
 Data: synthetic galaxies (:func:`vaelens.data.make_synthetic_galaxies`, seed ``--seed``) with
 white noise of a per-galaxy sigma drawn log-uniformly in [2e-4, 2e-3] (unit-flux units, like
@@ -29,10 +29,8 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import subprocess
 import sys
 import time
-import types
 from pathlib import Path
 
 import jax
@@ -40,27 +38,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from vaelens.data import make_synthetic_galaxies
-from vaelens.galaxy import fit_galaxies
+from vaelens.galaxy import fit_galaxies, make_galaxy_fitter
 from vaelens.vae import load_pretrained
 
 ROOT = Path(__file__).resolve().parents[1]
-LOCKSTEP_PATH = "vaelens/infer/galaxy_fit.py"
-LOCKSTEP_REV = "6ba5496"
-
-
-def load_lockstep(rev: str) -> types.ModuleType:
-    """The module holding the lock-step batched fit, read from git revision ``rev``."""
-    src = subprocess.run(
-        ["git", "show", f"{rev}:{LOCKSTEP_PATH}"],
-        cwd=ROOT,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    module = types.ModuleType("lockstep_galaxy_fit")
-    sys.modules[module.__name__] = module  # dataclasses look their module up
-    exec(compile(src, f"{rev}:{LOCKSTEP_PATH}", "exec"), module.__dict__)  # noqa: S102
-    return module
 
 
 def synthetic_batch(seed: int, n: int):
@@ -78,7 +59,6 @@ def main(argv=None) -> int:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--max-iter", type=int, default=60)
     p.add_argument("--seed", type=int, default=20261203)
-    p.add_argument("--lockstep-rev", default=LOCKSTEP_REV)
     p.add_argument(
         "--out", type=Path, default=ROOT / "benchmarks" / "results" / "bench_galaxy_batch.json"
     )
@@ -86,21 +66,25 @@ def main(argv=None) -> int:
 
     vae = load_pretrained()
     decoder = vae.decoder_function()
-    lockstep = load_lockstep(args.lockstep_rev)
+    fit_one, _ = make_galaxy_fitter(decoder, max_iter=args.max_iter)
+    vmapped = jax.jit(jax.vmap(fit_one))
+    mapped = jax.jit(lambda *a: jax.lax.map(lambda x: fit_one(*x), a))
+
+    def single_fits(batched_fit_one):
+        def fit(im, v, z0):
+            return batched_fit_one(im, jnp.broadcast_to(v[:, None, None], im.shape), z0, im * 0 + 1)
+
+        return fit
+
     methods = {
-        "lockstep": lambda im, v, z0: lockstep.fit_galaxies(
+        "lockstep": lambda im, v, z0: fit_galaxies(
             decoder, im, v, z_init=z0, max_iter=args.max_iter, chunk_size=len(im)
         ),
-        "vmap": lambda im, v, z0: fit_galaxies(
-            decoder, im, v, z_init=z0, max_iter=args.max_iter, chunk_size=len(im)
-        ),
-        "map": lambda im, v, z0: fit_galaxies(
-            decoder, im, v, z_init=z0, max_iter=args.max_iter, chunk_size=1
-        ),
+        "vmap": single_fits(vmapped),
+        "map": single_fits(mapped),
     }
     results = {
         "command": "python benchmarks/bench_galaxy_batch.py " + " ".join(argv or sys.argv[1:]),
-        "lockstep_rev": args.lockstep_rev,
         "seed": args.seed,
         "max_iter": args.max_iter,
         "rounds": args.rounds,
@@ -138,8 +122,8 @@ def main(argv=None) -> int:
                 "fraction_converged": float(np.mean(np.asarray(res.converged))),
             }
         for name in ("vmap", "map"):
-            rows[f"{name}_over_lockstep_speed"] = (
-                rows[name]["galaxies_per_second"] / rows["lockstep"]["galaxies_per_second"]
+            rows[f"lockstep_over_{name}_speed"] = (
+                rows["lockstep"]["galaxies_per_second"] / rows[name]["galaxies_per_second"]
             )
         results["batches"][str(b)] = rows
 
@@ -157,8 +141,8 @@ def main(argv=None) -> int:
                 f"{r['fraction_converged']:5.2f}"
             )
         for name in ("vmap", "map"):
-            ratio = rows[f"{name}_over_lockstep_speed"]
-            print(f"{b:>5} {'ratio':>9} {ratio:8.2f}  ({name} / lockstep galaxies per second)")
+            ratio = rows[f"lockstep_over_{name}_speed"]
+            print(f"{b:>5} {'ratio':>9} {ratio:8.2f}  (lockstep / {name} galaxies per second)")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"wrote {args.out}")

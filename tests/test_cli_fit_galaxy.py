@@ -128,3 +128,16 @@ def test_stamp_without_pixel_scale_warns_about_the_assumption(tmp_path, caplog):
         )
     assert stamps[0]["pixel_scale"] == 0.03
     assert "no pixel scale in its header" in caplog.text
+
+
+def test_stamp_without_positive_flux_is_a_user_error():
+    stamp = {
+        "ident": "dark",
+        "image": -np.ones((64, 64)),
+        "noise_variance": 1.0,
+        "pixel_scale": 0.03,
+    }
+    with pytest.raises(cli.CLIError, match="stamp dark: .*non-positive total flux"):
+        fit_galaxy.prepare([stamp], 0, 0.03)
+    with pytest.raises(cli.CLIError, match="no galaxy stamps"):
+        fit_galaxy.prepare([], 0, 0.03)

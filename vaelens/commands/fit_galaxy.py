@@ -175,14 +175,17 @@ def prepare(stamps: list[dict[str, Any]], seed: int, target_scale: float) -> dic
     rng = np.random.default_rng(seed)
     images, variances, fluxes = [], [], []
     for s in stamps:
-        p = prepare_stamp(
-            s["image"],
-            s["noise_variance"],
-            STAMP_SIZE,
-            rng=rng,
-            pixel_scale=s["pixel_scale"],
-            target_pixel_scale=target_scale,
-        )
+        try:
+            p = prepare_stamp(
+                s["image"],
+                s["noise_variance"],
+                STAMP_SIZE,
+                rng=rng,
+                pixel_scale=s["pixel_scale"],
+                target_pixel_scale=target_scale,
+            )
+        except ValueError as err:  # NaN pixels, no positive flux, bad variance
+            raise cli_error(f"stamp {s['ident']}: {err}") from None
         images.append(np.asarray(p.image, np.float64))
         variances.append(float(p.noise_variance))
         fluxes.append(float(p.flux))

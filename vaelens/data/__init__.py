@@ -1,7 +1,9 @@
 """Galaxy data: real-galaxy catalogues, preprocessing to training stamps, synthetic galaxies.
 
-This is the bottom layer of vaelens: it depends on numpy, scipy, astropy and jax, never on
-:mod:`vaelens.lensing`, :mod:`vaelens.vae`, numpyro or flax.
+This is the bottom layer of vaelens: it depends on numpy, scipy, astropy and jax, on
+:mod:`vaelens.lensing` only inside functions that need it (the pixel grid of
+:class:`ImageData`, the Sersic ``b_n`` of the synthetic galaxies), never on :mod:`vaelens.vae`,
+numpyro or flax.
 """
 
 from vaelens.data.augment import (
