@@ -112,8 +112,8 @@ def random_dihedral_jax(key: jax.Array, images: jax.Array) -> jax.Array:
 def shift_jax(images: jax.Array, shifts: jax.Array) -> jax.Array:
     """Shift each image by ``shifts[i] = (dy, dx)`` pixels with a Fourier phase ramp (periodic)."""
     ny, nx = images.shape[-2:]
-    ky = jnp.fft.fftfreq(ny)[:, None]
-    kx = jnp.fft.fftfreq(nx)[None, :]
+    ky = jnp.fft.fftfreq(ny)[None, :, None]
+    kx = jnp.fft.fftfreq(nx)[None, None, :]
     phase = jnp.exp(-2j * jnp.pi * (shifts[:, 0, None, None] * ky + shifts[:, 1, None, None] * kx))
     return jnp.fft.ifft2(jnp.fft.fft2(images) * phase).real.astype(images.dtype)
 
