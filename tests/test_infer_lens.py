@@ -93,10 +93,11 @@ def test_map_recovers_lens_parameters(problem, map_result):
 
 
 #: Convergence thresholds of the short NUTS run (2 chains x 150 draws). Vehtari et al. (2021,
-#: Bayesian Analysis 16, 667) ask R-hat < 1.01 and ESS > 400 of a final analysis; with 300 draws
-#: the split R-hat of well-mixed chains scatters by about 0.01, and a bulk ESS of a third of the
-#: draws still means nearly independent draws.
-RHAT_MAX, ESS_BULK_MIN = 1.05, 100
+#: Bayesian Analysis 16, 667) ask R-hat < 1.01 and ESS > 400 of a final analysis; split R-hat
+#: from four half-chains of 75 draws scatters by a few hundredths even when the chains mix, and
+#: a bulk ESS of two thirds of the draws means nearly independent draws. (Measured for this
+#: seed: R-hat <= 1.037, bulk ESS >= 339 of 300 draws.)
+RHAT_MAX, ESS_BULK_MIN = 1.05, 200
 
 
 def test_nuts_has_converged(posterior):
