@@ -90,7 +90,7 @@ def conv3x3_same(x: jax.Array, conv: nnx.Conv) -> jax.Array:
     )
     out = out.reshape(b, h, w, c_out)
     if conv.bias is not None:
-        out = out + conv.bias[...]
+        out = out + conv.bias[...][None, None, None, :]
     return out
 
 
@@ -125,7 +125,7 @@ def upsample_conv3x3_same(x: jax.Array, conv: nnx.Conv) -> jax.Array:
     out = jnp.stack(phases, axis=1).reshape(b, h, w, 2, 2, c_out)
     out = out.transpose(0, 1, 3, 2, 4, 5).reshape(b, 2 * h, 2 * w, c_out)
     if conv.bias is not None:
-        out = out + conv.bias[...]
+        out = out + conv.bias[...][None, None, None, :]
     return out
 
 
