@@ -2,16 +2,20 @@
 
 Every method works on the model's unconstrained parameters, starts from (or is) the multi-start
 MAP, and returns ArviZ InferenceData (:func:`svi`, :func:`nuts`, :func:`hmc`) or a frozen
-:class:`MAPResult` convertible to it. :func:`diagnostics` checks convergence and warns,
+:class:`MAPResult` convertible to it (:func:`cap_covariance` regularises its Laplace
+covariance for use as a sampler metric). :func:`diagnostics` checks convergence and warns,
 :func:`compare_fits` sets the BFGS answer beside the posterior, :func:`reconstruct` gives mean
 and standard-deviation maps of the source and model image.
 """
 
+from vaelens.infer._laplace import cap_covariance, hessian_fd, laplace_covariance
+from vaelens.infer._map_result import MAPResult
+from vaelens.infer._solvers import bfgs_solver, lbfgs_solver
 from vaelens.infer.compare import FitComparison, compare_fits
 from vaelens.infer.convert import package_versions, to_inference_data
 from vaelens.infer.diagnostics import ConvergenceWarning, Diagnostics, diagnostics
 from vaelens.infer.flat import FlatModel, flatten_model
-from vaelens.infer.map import MAPResult, map_fit, staged_map_fit
+from vaelens.infer.map import map_fit, staged_map_fit
 from vaelens.infer.mcmc import gauss_newton_covariance, hmc, nuts
 from vaelens.infer.reconstruction import Reconstruction, reconstruct
 from vaelens.infer.svi import svi
@@ -26,11 +30,16 @@ __all__ = [
     "MAPResult",
     "Reconstruction",
     "bfgs_minimize",
+    "bfgs_solver",
+    "cap_covariance",
     "compare_fits",
     "diagnostics",
     "flatten_model",
     "gauss_newton_covariance",
+    "hessian_fd",
     "hmc",
+    "laplace_covariance",
+    "lbfgs_solver",
     "map_fit",
     "nuts",
     "package_versions",
