@@ -134,13 +134,9 @@ def map_fit(
     fm, prog, times = _setup(
         model, model_args, model_kwargs, key=key, num_inits=num_starts, init_values=init_values,
         method=method, max_iter=max_iter, gtol=gtol, dtol=dtol, num_rows=num_rows,
-        devices=devices, vectorize=vectorize, num_starts=num_starts,
+        devices=devices, vectorize=vectorize, num_starts=num_starts, init_points=init_points,
     )
-    if init_points is not None:
-        init_points = np.asarray(init_points, fm.dtype)
-        if init_points.shape[1] != fm.dim:
-            raise ValueError(f"init_points must have shape (n, {fm.dim})")
-    x0 = fm.init_flat if init_points is None else init_points
+    x0 = fm.init_flat if init_points is None else np.asarray(init_points, fm.dtype)
     out = prog.run(x0, max_iter)
     times["optimize"] = time.perf_counter()
     return _finish(prog, out, model, model_args, model_kwargs, laplace=laplace,
@@ -239,7 +235,7 @@ def _check_map_args(method, num_starts, devices):
 
 def _setup(
     model, model_args, model_kwargs, *, key, num_inits, init_values, method, max_iter, gtol,
-    dtol, num_rows, devices, vectorize, num_starts,
+    dtol, num_rows, devices, vectorize, num_starts, init_points=None,
 ) -> tuple[FlatModel, MultiStart, dict[str, float]]:
     """Checked arguments, the flat model with its prior draws and the compiled optimiser.
 
@@ -250,6 +246,8 @@ def _setup(
     t0 = time.perf_counter()
     fm = flatten_model(model, model_args, model_kwargs, key=key, num_inits=num_inits,
                        init_values=init_values)
+    if init_points is not None and np.shape(init_points)[1] != fm.dim:
+        raise ValueError(f"init_points must have shape (n, {fm.dim})")
     prog = MultiStart(fm, method, max_iter, gtol, dtol, num_rows, devices, vectorize)
     return fm, prog, {"start": t0, "compile": time.perf_counter()}
 
