@@ -172,6 +172,7 @@ def unsorted_model(y):
     zz = numpyro.sample("zz", dist.Normal(0.0, 1.0).expand([3]).to_event(1))
     scale = numpyro.sample("scale", dist.LogNormal(0.0, 0.5))
     frac = numpyro.sample("frac", dist.Beta(2.0, 2.0))
+    numpyro.deterministic("total", zz.sum())
     numpyro.sample("y", dist.Normal(zz.sum() * frac, scale), obs=y)
 
 
@@ -186,7 +187,7 @@ def test_svi_matches_the_guide_flat_order_to_the_model_order():
     fm = flatten_model(unsorted_model, (y,), key=jax.random.PRNGKey(0))
     guide = AutoMultivariateNormal(unsorted_model)
     handlers.seed(guide, 0)(y)
-    perm = _guide_order(guide, fm.unconstrain, fm.dim, jnp.float64)
+    perm = _guide_order(guide, fm.unconstrain, fm.site_shapes, fm.dim, jnp.float64)
     assert sorted(perm) == list(range(fm.dim)) and list(perm) != list(range(fm.dim))
     # a point in the model's flat order, permuted to the guide's, is the same point
     x = np.asarray(fm.init_flat[0])

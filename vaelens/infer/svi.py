@@ -53,16 +53,18 @@ def _precondition(scales: dict[str, Any]) -> optax.GradientTransformation:
     return optax.stateless(scale)
 
 
-def _guide_order(guide, unconstrain: Callable[[dict], dict], dim: int, dtype) -> np.ndarray:
+def _guide_order(guide, unconstrain: Callable[[dict], dict], names, dim: int,
+                 dtype) -> np.ndarray:
     """Permutation ``p`` with ``guide_flat = my_flat[p]`` (my order: sorted site names).
 
     Found with public API only: the guide's median (its constrained sites) at a location
     vector of distinct codes in ``[-1, 1]``, mapped back to unconstrained values by
     ``unconstrain`` and flattened in sorted-name order, tells where each coordinate went.
+    ``names`` are the latent sample sites (the median also holds deterministic sites).
     """
     code = np.linspace(-1.0, 1.0, dim)
     sites = guide.median({"auto_loc": jnp.asarray(code, dtype)})
-    u = unconstrain({k: sites[k] for k in sorted(sites)})
+    u = unconstrain({k: sites[k] for k in sorted(names)})
     mine = np.concatenate([np.ravel(np.asarray(u[k], np.float64)) for k in sorted(u)])
     where = np.rint((mine + 1.0) * (dim - 1) / 2.0).astype(int)
     if mine.shape != (dim,) or not np.array_equal(np.sort(where), np.arange(dim)):
@@ -198,7 +200,7 @@ def svi(
         # one run of the guide sets up its prototype (one trace of the model), which fixes
         # the order of its flat latent vector
         handlers.seed(g, k_init)(*model_args, **kwargs)
-        perm = _guide_order(g, init.flat_model.unconstrain, dim, dtype)
+        perm = _guide_order(g, init.flat_model.unconstrain, init.unconstrained, dim, dtype)
         cov = init.cov_unconstrained[np.ix_(perm, perm)]
         scales["auto_loc"] = jnp.asarray(sd[perm], dtype)
         if guide == "mvn":
