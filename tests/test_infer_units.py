@@ -294,6 +294,18 @@ def test_flat_model_takes_the_data_as_an_argument():
         np.testing.assert_allclose(compiled(x, fm2.arrays), fm2.potential(x), rtol=1e-12)
         assert float(fm1.potential(x)) != float(fm2.potential(x))
     assert len(traces) == 1  # traced once for both data sets
+    # a model that reads the values of its data on the host gets them closed over instead
+    def host_prior_model(y):
+        centre = float(np.mean(np.asarray(y)))  # needs concrete data
+        a = numpyro.sample("a", dist.Normal(centre, 1.0))
+        numpyro.sample("y", dist.Normal(a, 0.5), obs=y)
+
+    fm_host = flatten_model(host_prior_model, (y1,), key=jax.random.PRNGKey(0), num_inits=2)
+    assert fm_host.arrays == []
+    res = map_fit(host_prior_model, y1, key=jax.random.PRNGKey(0), num_starts=2)
+    prec = 1.0 + y1.size / 0.25
+    want = (np.mean(y1) + y1.sum() / 0.25) / prec
+    np.testing.assert_allclose(res.summary_values()["a"], want, rtol=1e-6)
     # keyword arguments and static (non-array) arguments are kept too
     fm3 = flatten_model(gaussian_model, model_kwargs={"y": Y}, key=jax.random.PRNGKey(0))
     assert len(fm3.arrays) == 1 and fm3.arrays[0].shape == Y.shape

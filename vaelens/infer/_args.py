@@ -6,6 +6,10 @@ function, Python numbers). The arrays enter every compiled program of :mod:`vael
 arguments, so a program compiled once serves other data of the same shapes and no data are
 baked into it as constants; the rest is static (hashed or closed over), as with ``jax.jit``'s
 ``static_argnums``. The split follows ``equinox.partition(tree, equinox.is_array)``.
+
+A model that computes something on the host from an array argument (e.g. a prior centred on
+``np.sum(image)``) cannot be traced with that array abstract; :func:`with_split_args` then
+treats every argument as static, as if the data were closed over.
 """
 
 from __future__ import annotations
@@ -16,7 +20,10 @@ from typing import Any
 import jax
 import numpy as np
 
-__all__ = ["ModelArgs", "split_args"]
+__all__ = ["ModelArgs", "split_args", "with_split_args"]
+
+#: Errors of a model that needs the concrete values of an array argument while it is traced.
+_NEEDS_VALUES = (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError)
 
 
 def _is_array(leaf: Any) -> bool:
@@ -54,15 +61,33 @@ class ModelArgs:
         return bound
 
 
-def split_args(model_args: tuple, model_kwargs: dict | None) -> tuple[list, ModelArgs]:
+def split_args(
+    model_args: tuple, model_kwargs: dict | None, dynamic: bool = True
+) -> tuple[list, ModelArgs]:
     """``(arrays, static)``: the array leaves of the model arguments and the rest.
 
     Arrays are NumPy / JAX arrays and scalars (``np.float64(1.0)``), including the array
     fields of registered pytrees such as :class:`vaelens.data.ImageData`; Python numbers,
-    strings, functions and unregistered objects are static.
+    strings, functions and unregistered objects are static. ``dynamic=False``: everything is
+    static (``arrays`` is empty).
     """
     leaves, treedef = jax.tree_util.tree_flatten((tuple(model_args), dict(model_kwargs or {})))
-    dynamic = [_is_array(v) for v in leaves]
+    dynamic = [dynamic and _is_array(v) for v in leaves]
     arrays = [v for v, d in zip(leaves, dynamic, strict=True) if d]
     static = [None if d else v for v, d in zip(leaves, dynamic, strict=True)]
     return arrays, ModelArgs(treedef, static, dynamic)
+
+
+def with_split_args(fn: Callable, model_args: tuple, model_kwargs: dict | None):
+    """``fn(arrays, static)`` for the split model arguments (``fn`` traces the model).
+
+    If the model needs the concrete value of an array argument while it is traced, ``fn``
+    runs again with every argument static (``arrays`` empty, the data closed over).
+    """
+    arrays, static = split_args(model_args, model_kwargs)
+    if not arrays:
+        return fn(arrays, static)
+    try:
+        return fn(arrays, static)
+    except _NEEDS_VALUES:
+        return fn(*split_args(model_args, model_kwargs, dynamic=False))

@@ -30,7 +30,7 @@ from numpyro import handlers
 from numpyro.distributions.transforms import biject_to
 from numpyro.infer.util import constrain_fn, log_density, potential_energy
 
-from vaelens.infer._args import split_args
+from vaelens.infer._args import with_split_args
 
 __all__ = ["FlatModel", "flatten_model", "flat_labels", "is_summary_site"]
 
@@ -133,12 +133,10 @@ def flatten_model(
         Constrained values that replace the prior draws of some sites in every initial point
         (e.g. ``{"z": jnp.zeros(64)}``).
     """
-    arrays, static = split_args(model_args, model_kwargs)
-    arrays = [jnp.asarray(a) for a in arrays]
     init_values = {k: jnp.asarray(v) for k, v in (init_values or {}).items()}
     found: dict[str, Any] = {}
 
-    def draw(k, arrays):
+    def draw(k, arrays, static):
         args, kwargs = static.merge(arrays)
         tr = handlers.trace(handlers.seed(model, k)).get_trace(*args, **kwargs)
         out = {}
@@ -157,12 +155,19 @@ def flatten_model(
     # sites and the flat layout.
     layout: dict[str, Any] = {}
 
-    def draw_flat(k, arrays):
-        flat, layout["unravel"] = ravel_pytree(draw(k, arrays))
+    def draw_flat(k, arrays, static):
+        flat, layout["unravel"] = ravel_pytree(draw(k, arrays, static))
         return flat
 
     keys = jax.random.split(key, num_inits)
-    lowered = jax.jit(jax.vmap(draw_flat, in_axes=(0, None))).lower(keys, arrays)
+
+    def lower(arrays, static):
+        arrays = [jnp.asarray(a) for a in arrays]
+        found.clear()
+        fn = jax.jit(jax.vmap(lambda k, a: draw_flat(k, a, static), in_axes=(0, None)))
+        return fn.lower(keys, arrays), arrays, static
+
+    lowered, arrays, static = with_split_args(lower, model_args, model_kwargs)
     if not found:
         raise ValueError("the model has no latent sample sites")
     unknown = set(init_values) - set(found)

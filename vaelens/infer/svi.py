@@ -32,7 +32,7 @@ from numpyro.infer.autoguide import (
 )
 from numpyro.infer.initialization import init_to_value
 
-from vaelens.infer._args import split_args
+from vaelens.infer._args import with_split_args
 from vaelens.infer._map_result import MAPResult
 from vaelens.infer.convert import clean_attrs, to_inference_data
 from vaelens.infer.map import map_fit
@@ -81,30 +81,35 @@ def _run_steps(engine: SVI, state, num_steps: int, model_args: tuple, kwargs: di
     Returns the final state and the losses. With ``progress_bar`` the steps run in about 20
     chunks (at most two compiled loop lengths) and a bar shows the mean loss of each.
     """
-    arrays, static = split_args(model_args, kwargs)
+    state0 = state
 
-    def steps(state, arrays, length):
-        args, kw = static.merge(arrays)
-        return jax.lax.scan(lambda s, _: engine.update(s, *args, **kw), state, None,
-                            length=length)
+    def go(arrays, static):
+        state = state0
 
-    run = jax.jit(steps, static_argnums=2)
-    if not progress_bar:
-        return run(state, arrays, num_steps)
-    from tqdm.auto import tqdm
+        def steps(state, arrays, length):
+            args, kw = static.merge(arrays)
+            return jax.lax.scan(lambda s, _: engine.update(s, *args, **kw), state, None,
+                                length=length)
 
-    chunk = max(1, num_steps // 20)
-    losses = []
-    with tqdm(total=num_steps, desc="SVI") as bar:
-        done = 0
-        while done < num_steps:
-            n = min(chunk, num_steps - done)
-            state, part = run(state, arrays, n)
-            losses.append(np.asarray(part))
-            done += n
-            bar.update(n)
-            bar.set_postfix_str(f"loss {float(np.mean(losses[-1])):.4g}", refresh=False)
-    return state, jnp.asarray(np.concatenate(losses))
+        run = jax.jit(steps, static_argnums=2)
+        if not progress_bar:
+            return run(state, arrays, num_steps)
+        from tqdm.auto import tqdm
+
+        chunk = max(1, num_steps // 20)
+        losses = []
+        with tqdm(total=num_steps, desc="SVI") as bar:
+            done = 0
+            while done < num_steps:
+                n = min(chunk, num_steps - done)
+                state, part = run(state, arrays, n)
+                losses.append(np.asarray(part))
+                done += n
+                bar.update(n)
+                bar.set_postfix_str(f"loss {float(np.mean(losses[-1])):.4g}", refresh=False)
+        return state, jnp.asarray(np.concatenate(losses))
+
+    return with_split_args(go, model_args, kwargs)
 
 
 def svi(
