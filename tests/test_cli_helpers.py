@@ -1,6 +1,5 @@
 """Building blocks of the command line: FITS reading, priors from the data, Laplace capping."""
 
-import dataclasses
 
 import numpy as np
 import pytest
@@ -8,7 +7,6 @@ from astropy.io import fits
 
 from vaelens.cli import CLIError
 from vaelens.commands import _common, _inputs
-from vaelens.infer import cap_covariance
 from vaelens.infer.fit_lens import default_optimizer
 from vaelens.models import LensSpec
 from vaelens.models.spec import _unit_sersic_flux
@@ -31,20 +29,6 @@ def test_unit_sersic_flux_matches_numerical_integral():
     x, y = np.meshgrid(g, g)
     total = float(np.sum(Sersic(1.0, r_s, n).surface_brightness(x, y))) * pix**2
     assert _unit_sersic_flux(n, r_s) == pytest.approx(total, rel=0.01)
-
-
-def test_cap_covariance_caps_only_wide_directions():
-    rng = np.random.default_rng(0)
-    q, _ = np.linalg.qr(rng.normal(size=(4, 4)))
-    cov = (q * np.array([1e-4, 1e-2, 5.0, 1e6])) @ q.T
-
-    @dataclasses.dataclass(frozen=True)
-    class Fake:
-        cov_unconstrained: np.ndarray
-
-    out = cap_covariance(Fake(cov), max_variance=1.0)
-    w = np.linalg.eigvalsh(out.cov_unconstrained)
-    np.testing.assert_allclose(np.sort(w), [1e-4, 1e-2, 1.0, 1.0], rtol=1e-6)
 
 
 def test_optimizer_auto_follows_precision():

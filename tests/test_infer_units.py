@@ -44,7 +44,7 @@ def test_bfgs_recovers_from_nonfinite_trial_steps():
 
 
 def test_masked_bfgs_solver_holds_fixed_coordinates_and_limits():
-    from vaelens.infer.map import bfgs_solver
+    from vaelens.infer import bfgs_solver
 
     x0 = jnp.array([-1.2, 0.7, 0.5, -0.3])
     mask = jnp.array([True, False, True, True])
@@ -119,6 +119,96 @@ def test_map_fit_laplace_is_exact_for_a_gaussian_posterior(method):
     assert abs(float(idata.posterior["a"].mean()) - mean[0]) < 4 * np.sqrt(cov[0, 0] / 400) * 3
 
 
+def ellipse_model(y):
+    """A raw-ellipticity pair barely constrained by the data (wide Laplace draws)."""
+    e1_raw = numpyro.sample("e1_raw", dist.Normal(0.0, 10.0))
+    e2_raw = numpyro.sample("e2_raw", dist.Normal(0.0, 10.0))
+    numpyro.sample("y", dist.Normal(e1_raw + e2_raw, 30.0), obs=y)
+
+
+def test_laplace_inference_data_chains_and_capped_ellipticities():
+    res = map_fit(ellipse_model, np.zeros(3), key=jax.random.PRNGKey(0), num_starts=2)
+    key = jax.random.PRNGKey(4)
+    idata = res.to_inference_data(key, num_samples=3 * 40, num_chains=3, log_likelihood=False)
+    post = idata.posterior
+    assert dict(post.sizes) == {"chain": 3, "draw": 40}
+    assert "log_likelihood" not in idata.groups()
+    assert idata.attrs["method"] == "map_bfgs_laplace"
+    assert idata.attrs["num_starts"] == 2 and idata.attrs["map_loss"] == pytest.approx(res.loss)
+    # the draws are laplace_draws(first half of the key), in order, capped at |u| <= 3
+    raw = res.laplace_draws(jax.random.split(key)[0], 120)
+    u1, u2 = np.asarray(raw["e1_raw"], float), np.asarray(raw["e2_raw"], float)
+    norm = np.hypot(u1, u2)
+    assert np.any(norm > 3.0) and np.any(norm < 3.0)  # some capped, some not
+    scale = np.minimum(1.0, 3.0 / norm)
+    np.testing.assert_allclose(np.asarray(post["e1_raw"]).ravel(), u1 * scale, rtol=1e-12)
+    np.testing.assert_allclose(np.asarray(post["e2_raw"]).ravel(), u2 * scale, rtol=1e-12)
+    assert np.all(np.hypot(post["e1_raw"], post["e2_raw"]) <= 3.0 + 1e-9)
+    with pytest.raises(ValueError, match="multiple of num_chains"):
+        res.to_inference_data(key, num_samples=10, num_chains=3)
+
+
+def test_cap_covariance_caps_only_the_wide_directions(caplog):
+    import logging
+
+    from vaelens.infer import cap_covariance
+
+    res = map_fit(ellipse_model, np.zeros(3), key=jax.random.PRNGKey(0), num_starts=2)
+    w, v = np.linalg.eigh(res.cov_unconstrained)
+    assert w.max() > 1.0  # the prior N(0, 10) leaves wide directions
+    with caplog.at_level(logging.INFO, logger="vaelens"):
+        capped = cap_covariance(res, max_variance=1.0)
+    assert "capped" in caplog.text
+    wc = np.linalg.eigvalsh(capped.cov_unconstrained)
+    np.testing.assert_allclose(np.sort(wc), np.sort(np.minimum(w, 1.0)), rtol=1e-10)
+    np.testing.assert_array_equal(capped.x, res.x)
+    assert res.cov_unconstrained.max() > 1.0  # the input is untouched (frozen result)
+    same = cap_covariance(res, max_variance=1e6)
+    np.testing.assert_allclose(same.cov_unconstrained, res.cov_unconstrained, rtol=1e-10)
+    nolap = map_fit(ellipse_model, np.zeros(3), key=jax.random.PRNGKey(0), num_starts=1,
+                    laplace=False)
+    assert cap_covariance(nolap) is nolap
+
+
+def unsorted_model(y):
+    """Latent sites traced in an order other than sorted by name, with several supports."""
+    zz = numpyro.sample("zz", dist.Normal(0.0, 1.0).expand([3]).to_event(1))
+    scale = numpyro.sample("scale", dist.LogNormal(0.0, 0.5))
+    frac = numpyro.sample("frac", dist.Beta(2.0, 2.0))
+    numpyro.deterministic("total", zz.sum())
+    numpyro.sample("y", dist.Normal(zz.sum() * frac, scale), obs=y)
+
+
+def test_svi_matches_the_guide_flat_order_to_the_model_order():
+    from numpyro import handlers
+    from numpyro.infer.autoguide import AutoMultivariateNormal
+
+    from vaelens.infer.flat import flatten_model
+    from vaelens.infer.svi import _guide_order
+
+    y = np.array([0.3, -0.2, 0.5])
+    fm = flatten_model(unsorted_model, (y,), key=jax.random.PRNGKey(0))
+    guide = AutoMultivariateNormal(unsorted_model)
+    handlers.seed(guide, 0)(y)
+    perm = _guide_order(guide, fm.unconstrain, fm.site_shapes, fm.dim, jnp.float64)
+    assert sorted(perm) == list(range(fm.dim)) and list(perm) != list(range(fm.dim))
+    # a point in the model's flat order, permuted to the guide's, is the same point
+    x = np.asarray(fm.init_flat[0])
+    got = guide.median({"auto_loc": jnp.asarray(x[perm])})
+    want = fm.constrain(fm.unravel(jnp.asarray(x)))
+    for k in ("zz", "scale", "frac"):
+        np.testing.assert_allclose(got[k], want[k], rtol=1e-10)
+    # svi runs from the MAP with it (here in chunks behind a progress bar: every step kept)
+    from vaelens.infer import svi
+
+    init = map_fit(unsorted_model, y, key=jax.random.PRNGKey(0), num_starts=2)
+    idata = svi(unsorted_model, y, key=jax.random.PRNGKey(1), init=init, guide="mvn",
+                num_steps=50, num_samples=20, log_likelihood=False, progress_bar=True)
+    assert idata.posterior["zz"].shape == (1, 20, 3)
+    assert len(idata.attrs["loss_history"]) == 50
+    assert np.all(np.isfinite(idata.attrs["loss_history"]))
+
+
 def test_potential_aux_is_the_numpyro_potential_with_chi2_and_sites():
     from vaelens.infer.flat import flatten_model
 
@@ -146,18 +236,15 @@ def vector_model():
     numpyro.sample("m", dist.Normal(jnp.zeros((2, 2)), 1.0).to_event(2))
 
 
-def test_flatten_model_background_draws_and_numpy_layout():
-    from concurrent.futures import Future
-
+def test_flatten_model_draws_and_numpy_layout():
     from vaelens.infer.flat import flatten_model
 
     key = jax.random.PRNGKey(3)
     now = flatten_model(vector_model, key=key, num_inits=4)
-    later = flatten_model(vector_model, key=key, num_inits=4, background=True)
-    assert isinstance(later.inits, Future) and not isinstance(now.inits, Future)
-    assert later.dim == now.dim == 8 and later.dtype == now.init_flat.dtype
-    # the same draws, whether computed at once or in the background thread
-    np.testing.assert_array_equal(np.asarray(later.init_flat), np.asarray(now.init_flat))
+    again = flatten_model(vector_model, key=key, num_inits=4)
+    assert now.dim == 8 and now.dtype == now.init_flat.dtype
+    # the same key gives the same draws
+    np.testing.assert_array_equal(np.asarray(again.init_flat), np.asarray(now.init_flat))
     assert list(now.site_shapes) == ["m", "s", "w"]  # flat order: sorted names
     assert now.site_slices == {"m": slice(0, 4), "s": slice(4, 5), "w": slice(5, 8)}
     x = np.asarray(now.init_flat)
@@ -181,9 +268,50 @@ def test_flatten_model_errors_surface_at_the_call():
         numpyro.deterministic("c", jnp.ones(2))
 
     with pytest.raises(ValueError, match="no latent sample sites"):
-        flatten_model(empty, key=jax.random.PRNGKey(0), background=True)
+        flatten_model(empty, key=jax.random.PRNGKey(0))
     with pytest.raises(ValueError, match="unknown sites"):
         flatten_model(vector_model, key=jax.random.PRNGKey(0), init_values={"q": 1.0})
+
+
+def test_flat_model_takes_the_data_as_an_argument():
+    """The array arguments of the model are kept apart: one compiled potential serves other
+    data of the same shape, and gives what a flat model of those data gives."""
+    from vaelens.infer.flat import flatten_model
+
+    t = np.linspace(-1, 1, 30)
+    y1 = 1.0 + 2.0 * t
+    y2 = -0.5 + 0.3 * t
+    fm1 = flatten_model(linear_model, (y1,), key=jax.random.PRNGKey(0), num_inits=3)
+    fm2 = flatten_model(linear_model, (y2,), key=jax.random.PRNGKey(0), num_inits=3)
+    assert len(fm1.arrays) == 1
+    np.testing.assert_array_equal(np.asarray(fm1.arrays[0]), y1)
+    traces = []
+
+    def counted(x, arrays):
+        traces.append(1)
+        return fm1.potential_with(x, arrays)
+
+    compiled = jax.jit(counted)
+    for x in np.asarray(fm1.init_flat):
+        np.testing.assert_allclose(compiled(x, fm1.arrays), fm1.potential(x), rtol=1e-12)
+        np.testing.assert_allclose(compiled(x, fm2.arrays), fm2.potential(x), rtol=1e-12)
+        assert float(fm1.potential(x)) != float(fm2.potential(x))
+    assert len(traces) == 1  # traced once for both data sets
+    # a model that reads the values of its data on the host gets them closed over instead
+    def host_prior_model(y):
+        centre = float(np.mean(np.asarray(y)))  # needs concrete data
+        a = numpyro.sample("a", dist.Normal(centre, 1.0))
+        numpyro.sample("y", dist.Normal(a, 0.5), obs=y)
+
+    fm_host = flatten_model(host_prior_model, (y1,), key=jax.random.PRNGKey(0), num_inits=2)
+    assert fm_host.arrays == []
+    res = map_fit(host_prior_model, y1, key=jax.random.PRNGKey(0), num_starts=2)
+    prec = 1.0 + y1.size / 0.25
+    want = (np.mean(y1) + y1.sum() / 0.25) / prec
+    np.testing.assert_allclose(res.summary_values()["a"], want, rtol=1e-6)
+    # keyword arguments and static (non-array) arguments are kept too
+    fm3 = flatten_model(gaussian_model, model_kwargs={"y": Y}, key=jax.random.PRNGKey(0))
+    assert len(fm3.arrays) == 1 and fm3.arrays[0].shape == Y.shape
 
 
 @pytest.mark.parametrize("method", ["bfgs", "lbfgs"])

@@ -153,15 +153,13 @@ def test_galaxy_model_native_scale_reproduces_decoder():
     assert {"size", "angle", "flux", "z"} <= set(tr2)
 
 
-def test_lens_model_renderer_is_compiled_once_per_data_and_does_not_keep_it_alive():
-    """lens_model renders through one cached jit per (data, spec, decoder): the same image
-    eagerly and under jit/grad, a new entry for other data or another spec, no stale pixels,
-    and the cache lets the data object go."""
-    import functools
+def test_lens_model_takes_the_data_as_a_jit_argument_and_does_not_keep_it_alive():
+    """ImageData is a pytree: lens_model gives the same image eagerly (one compiled render)
+    and with the data as an argument of jit / grad, one trace serves other pixels of the same
+    shape (never a stale image), another spec renders differently, and no cache keeps the
+    data object alive."""
     import gc
     import weakref
-
-    from vaelens.models import lens as lens_module
 
     spec = LensSpec(supersampling=1, save_model_image=True)
     data, truth = simulate_lens(
@@ -170,30 +168,53 @@ def test_lens_model_renderer_is_compiled_once_per_data_and_does_not_keep_it_aliv
     names = ("theta_E", "gamma", "e1_raw", "e2_raw", "center_x", "center_y", "gamma1",
              "gamma2", "z", "source_center_x", "source_center_y", "source_size", "source_amp")
     latent = {k: jnp.asarray(truth[k]) for k in names}
+    traces = []
 
-    def run(d, values):
+    def run(d, values, s=spec):
+        traces.append(1)
         model = handlers.substitute(handlers.seed(lens_model, 0), data=values)
-        tr = handlers.trace(model).get_trace(d, spec, DECODER)
+        tr = handlers.trace(model).get_trace(d, s, DECODER)
         return tr["model_image"]["value"], tr["obs"]["fn"].log_prob(tr["obs"]["value"]).sum()
 
-    eager, _ = run(data, latent)
+    eager, lp1 = run(data, latent)
     np.testing.assert_allclose(eager, truth["model_image"], rtol=1e-10,
                                atol=1e-12 * np.max(truth["model_image"]))
-    fn = lens_module._renderer(data, spec, DECODER)
-    assert lens_module._renderer(data, spec, DECODER) is fn
-    jitted = jax.jit(functools.partial(run, data))(latent)[0]
+    compiled = jax.jit(run)
+    jitted, lp_jit = compiled(data, latent)
     np.testing.assert_allclose(jitted, eager, rtol=1e-6)
+    np.testing.assert_allclose(lp_jit, lp1, rtol=1e-8)
     grad = jax.grad(lambda d, v: run(d, v)[1], argnums=1)(data, latent)
     assert all(np.all(np.isfinite(np.asarray(g))) for g in jax.tree_util.tree_leaves(grad))
-    # other pixels or another spec: another renderer, never the cached image of the first
+    # other pixels of the same shape: the same compiled program, the new pixels
     brighter = dataclasses.replace(data, image=np.asarray(data.image) * 2.0)
-    assert lens_module._renderer(brighter, spec, DECODER) is not fn
-    other_spec = dataclasses.replace(spec, supersampling=2)
-    assert lens_module._renderer(data, other_spec, DECODER) is not fn
-    _, lp1 = run(data, latent)
-    _, lp2 = run(brighter, latent)
+    n_traces = len(traces)
+    _, lp2 = compiled(brighter, latent)
+    assert len(traces) == n_traces  # no new trace
+    _, lp2_eager = run(brighter, latent)
+    np.testing.assert_allclose(lp2, lp2_eager, rtol=1e-8)
     assert float(lp1) != float(lp2)
+    # another spec: another render
+    other = run(data, latent, dataclasses.replace(spec, supersampling=2))[0]
+    assert not np.allclose(np.asarray(other), np.asarray(eager), rtol=1e-8)
     ref = weakref.ref(data)
-    del data, brighter, fn
+    del data, brighter
     gc.collect()
     assert ref() is None
+
+
+def test_image_data_is_a_frozen_pytree():
+    data, _ = simulate_lens(
+        jax.random.PRNGKey(5), LensSpec(supersampling=1), decoder=DECODER, shape=(12, 12),
+        pixel_scale=0.1,
+    )
+    leaves, treedef = jax.tree_util.tree_flatten(data)
+    assert any(leaf is data.image for leaf in leaves) and any(leaf is data.mask for leaf in leaves)
+    back = jax.tree_util.tree_unflatten(treedef, leaves)
+    assert isinstance(back, type(data)) and back.grid == data.grid
+    for name in ("image", "mask", "psf", "bkg_rms", "exposure_time"):
+        np.testing.assert_array_equal(np.asarray(getattr(back, name)),
+                                      np.asarray(getattr(data, name)))
+    doubled = jax.tree_util.tree_map(lambda a: a, data)
+    np.testing.assert_array_equal(doubled.variance(data.image), data.variance(data.image))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        data.image = np.zeros((12, 12))

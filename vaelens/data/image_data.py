@@ -11,6 +11,13 @@
 * the likelihood mask (True / nonzero = pixel used, the lenstronomy ``likelihood_mask`` convention);
 * the :class:`vaelens.lensing.PixelGrid` mapping pixels to arcsec.
 
+``ImageData`` is a registered JAX pytree: the pixel arrays and noise parameters (``image``,
+``psf``, ``noise_map``, ``mask``, ``exposure_time``, ``bkg_rms``) are its leaves and the grid its
+static part, so the data enter compiled programs (``jax.jit``, the optimisers and samplers of
+:mod:`vaelens.infer`) as arguments and one compiled program serves any image of the same shapes.
+Rebuilding an instance from leaves (inside a transformation) skips the validation of the
+constructor.
+
 ``vaelens.data`` must stay importable without :mod:`vaelens.lensing`, so the grid class is imported
 where it is needed, not at module import time.
 """
@@ -22,6 +29,7 @@ import os
 import warnings
 from typing import TYPE_CHECKING, Any
 
+import jax
 import numpy as np
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -50,6 +58,10 @@ def _read_array(source: ArrayOrPath, name: str, hdu: int | str = 0) -> np.ndarra
 def _check_shape(arr: np.ndarray | None, shape: tuple[int, ...], name: str) -> None:
     if arr is not None and arr.shape != shape:
         raise ValueError(f"{name} has shape {arr.shape} but the image has shape {shape}")
+
+
+_LEAVES = ("image", "psf", "noise_map", "mask", "exposure_time", "bkg_rms")
+_STATIC = ("grid", "pixel_scale")
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -242,6 +254,22 @@ class ImageData:
             f"psf={psf}, unmasked={self.num_pixels})"
         )
 
+    # ------------------------------------------------------------------ pytree
+    def _tree_flatten(self):
+        return (
+            tuple(getattr(self, k) for k in _LEAVES),
+            tuple(getattr(self, k) for k in _STATIC),
+        )
+
+    @classmethod
+    def _tree_unflatten(cls, static, leaves) -> ImageData:
+        obj = object.__new__(cls)
+        for name, value in zip(_LEAVES, leaves, strict=True):
+            object.__setattr__(obj, name, value)
+        for name, value in zip(_STATIC, static, strict=True):
+            object.__setattr__(obj, name, value)
+        return obj
+
     # ------------------------------------------------------------------ I/O
     @classmethod
     def from_fits(
@@ -333,3 +361,6 @@ class ImageData:
             exposure_time=None if noise is not None else exposure_time,
             mask=None if mask_arr is None else mask_arr != 0,
         )
+
+
+jax.tree_util.register_pytree_node(ImageData, ImageData._tree_flatten, ImageData._tree_unflatten)

@@ -28,6 +28,8 @@ import numpyro.distributions as dist
 from numpyro import handlers
 from numpyro.primitives import Messenger
 
+from vaelens.infer._args import with_split_args
+
 __all__ = [
     "to_inference_data",
     "evaluate_draws",
@@ -122,27 +124,34 @@ def evaluate_draws(
     -------
     det, loglik, chi2, pred : dict of numpy arrays with leading axis ``n``
     """
-    kwargs = dict(model_kwargs or {})
     n = int(np.shape(next(iter(latents.values())))[0])
-
-    @jax.jit
-    def batch(lat, keys):
-        return jax.vmap(lambda la, k: _one_draw(model, model_args, kwargs, la, k, predictive))(
-            lat, keys
-        )
-
     keys = jax.random.split(key, n)
-    outs = []
-    for start in range(0, n, chunk_size):
-        stop = min(n, start + chunk_size)
-        lat = {k: jnp.asarray(v)[start:stop] for k, v in latents.items()}
-        k_ = keys[start:stop]
-        if stop - start < chunk_size and n > chunk_size:  # pad to avoid a recompilation
-            pad = chunk_size - (stop - start)
-            lat = {k: jnp.concatenate([v, jnp.repeat(v[-1:], pad, 0)]) for k, v in lat.items()}
-            k_ = jnp.concatenate([k_, jnp.repeat(k_[-1:], pad, 0)])
-        res = jax.device_get(batch(lat, k_))
-        outs.append(jax.tree_util.tree_map(lambda a, m=stop - start: np.asarray(a)[:m], res))
+
+    def run(arrays, static):
+        # the data enter the compiled program as an argument
+        arrays = [jnp.asarray(a) for a in arrays]
+
+        @jax.jit
+        def batch(lat, keys, arrays):
+            args, kwargs = static.merge(arrays)
+            return jax.vmap(lambda la, k: _one_draw(model, args, kwargs, la, k, predictive))(
+                lat, keys
+            )
+
+        outs = []
+        for start in range(0, n, chunk_size):
+            stop = min(n, start + chunk_size)
+            lat = {k: jnp.asarray(v)[start:stop] for k, v in latents.items()}
+            k_ = keys[start:stop]
+            if stop - start < chunk_size and n > chunk_size:  # pad to avoid a recompilation
+                pad = chunk_size - (stop - start)
+                lat = {k: jnp.concatenate([v, jnp.repeat(v[-1:], pad, 0)]) for k, v in lat.items()}
+                k_ = jnp.concatenate([k_, jnp.repeat(k_[-1:], pad, 0)])
+            res = jax.device_get(batch(lat, k_, arrays))
+            outs.append(jax.tree_util.tree_map(lambda a, m=stop - start: np.asarray(a)[:m], res))
+        return outs
+
+    outs = with_split_args(run, model_args, model_kwargs)
     det, ll, chi2, pp = (
         {k: np.concatenate([o[i][k] for o in outs]) for k in outs[0][i]} for i in range(4)
     )

@@ -30,72 +30,17 @@ from typing import Any, Literal
 import jax
 import numpy as np
 
-from vaelens.infer.map import MAPResult, map_fit, staged_map_fit
+from vaelens.infer._laplace import cap_covariance
+from vaelens.infer._map_result import MAPResult
+from vaelens.infer.map import map_fit, staged_map_fit
 from vaelens.infer.restart import init_points_from, load_init_draws
 
-__all__ = ["LensFit", "cap_covariance", "fit_lens", "laplace_inference_data"]
+__all__ = ["LensFit", "fit_lens"]
 
 log = logging.getLogger("vaelens")
 
 Method = Literal["map", "svi", "nuts", "hmc"]
 METHODS = ("map", "svi", "nuts", "hmc")
-
-
-def cap_covariance(res: MAPResult, max_variance: float = 1.0) -> MAPResult:
-    """The MAP result with its unconstrained Laplace covariance capped at ``max_variance``.
-
-    Directions where the Hessian at the MAP is flat or negative (floored eigenvalues, e.g. when
-    the optimiser stopped near a saddle) get huge Laplace variances, which would throw the
-    jittered chain starts and the initial mass matrix of NUTS far outside the prior. In the
-    unconstrained space every prior here has a standard deviation of at most ~1 (``z`` is
-    N(0, 1)), so eigenvalues are capped at 1; well-constrained directions are untouched.
-    """
-    cov = np.asarray(res.cov_unconstrained, dtype=np.float64)
-    if not np.all(np.isfinite(cov)):
-        return res
-    w, v = np.linalg.eigh(0.5 * (cov + cov.T))
-    n_capped = int(np.sum(w > max_variance))
-    if n_capped:
-        log.info(
-            "Laplace covariance: %d direction(s) wider than the prior capped at the prior width",
-            n_capped,
-        )
-    capped = (v * np.clip(w, 0.0, max_variance)) @ v.T
-    return dataclasses.replace(res, cov_unconstrained=capped)
-
-
-def laplace_inference_data(res: MAPResult, key: jax.Array, chains: int, samples: int):
-    """InferenceData of ``chains x samples`` independent Laplace draws around the MAP."""
-    from vaelens.infer.convert import to_inference_data
-
-    k_draw, k_eval = jax.random.split(key)
-    draws = dict(res.laplace_draws(k_draw, chains * samples))
-    # A poorly constrained direction can throw raw ellipticities far out, where tanh(|u|)
-    # rounds to |e| = 1 in float32 and the profiles reject the draw: cap |u| at 3 (|e| <= 0.995).
-    for name in [k for k in draws if k.endswith("e1_raw")]:
-        other = name.replace("e1_raw", "e2_raw")
-        u1, u2 = np.asarray(draws[name], float), np.asarray(draws[other], float)
-        scale = np.minimum(1.0, 3.0 / np.maximum(np.hypot(u1, u2), 1e-30))
-        draws[name], draws[other] = u1 * scale, u2 * scale
-    posterior = {
-        k: np.asarray(v).reshape(chains, samples, *np.shape(v)[1:]) for k, v in draws.items()
-    }
-    attrs = {
-        "method": f"map_{res.method}_laplace",
-        "map_loss": res.loss,
-        "map_chi2": res.chi2,
-        "num_starts": len(res.losses),
-        "timing": res.timings,
-    }
-    return to_inference_data(
-        res.model,
-        res.model_args,
-        res.model_kwargs,
-        posterior,
-        key=k_eval,
-        log_likelihood=False,
-        attrs=attrs,
-    )
 
 
 def default_optimizer() -> str:
@@ -375,7 +320,9 @@ def fit_lens(
     capped = cap_covariance(res)
     if method == "map":
         with _stage(timings, "laplace draws"):
-            idata = laplace_inference_data(capped, k_post, chains, samples)
+            idata = capped.to_inference_data(
+                k_post, num_samples=chains * samples, num_chains=chains, log_likelihood=False
+            )
     elif method == "svi":
         from vaelens.infer.svi import svi
 

@@ -7,6 +7,10 @@ vector and the site dictionaries, and the constraining ``postprocess`` that also
 deterministic sites. Every optimiser and sampler of :mod:`vaelens.infer` works on it, so the
 model is traced once and the potential compiled once.
 
+The model's array arguments (the data: :class:`vaelens.data.ImageData` is a pytree) are kept
+apart (:attr:`FlatModel.arrays`), and the ``*_with`` functions take them as an argument, so
+compiled programs receive the data as arguments instead of embedding them as constants.
+
 The flat order is that of :func:`jax.flatten_util.ravel_pytree` on the unconstrained site
 dictionary (sites sorted by name), the same order NumPyro uses for a dense mass matrix and for
 the ``AutoMultivariateNormal`` guide.
@@ -16,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import jax
@@ -27,22 +30,9 @@ from numpyro import handlers
 from numpyro.distributions.transforms import biject_to
 from numpyro.infer.util import constrain_fn, log_density, potential_energy
 
+from vaelens.infer._args import with_split_args
+
 __all__ = ["FlatModel", "flatten_model", "flat_labels", "is_summary_site"]
-
-
-_EXECUTOR: ThreadPoolExecutor | None = None
-
-
-def run_in_background(fn: Callable, *args: Any) -> Future:
-    """Run ``fn(*args)`` in vaelens' background thread (compilations that overlap others).
-
-    XLA releases the GIL while it compiles and runs, so a program compiled here proceeds while
-    the caller traces or compiles another one.
-    """
-    global _EXECUTOR
-    if _EXECUTOR is None:
-        _EXECUTOR = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vaelens")
-    return _EXECUTOR.submit(fn, *args)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -58,9 +48,7 @@ class FlatModel:
     constrain
         Dictionary of unconstrained values -> constrained sample sites plus deterministic sites.
     init_flat
-        ``(num_inits, dim)`` initial points (prior draws by default); with
-        ``flatten_model(..., background=True)`` they are computed in a background thread and
-        the first access waits for them.
+        ``(num_inits, dim)`` initial points (prior draws by default).
     dim
         Number of unconstrained parameters.
     site_shapes
@@ -76,21 +64,28 @@ class FlatModel:
         Dictionary of constrained values of some latent sites -> their unconstrained values.
     dtype
         Floating dtype of the flat vector.
+    arrays
+        The array leaves of the model's arguments (the data), as device arrays.
+    potential_with, potential_aux_with, constrain_with
+        :attr:`potential`, :attr:`potential_aux` and :attr:`constrain` with the arrays as
+        their last argument, ``potential_with(x, arrays)``: compiled programs call these with
+        :attr:`arrays` as an argument (the functions without ``_with`` close over them, so a
+        program that traces them embeds the data as constants).
     """
 
     potential: Callable[[jax.Array], jax.Array]
     unravel: Callable[[jax.Array], dict]
     constrain: Callable[[dict], dict]
-    inits: Any = dataclasses.field(repr=False)
+    init_flat: Any = dataclasses.field(repr=False)
     dim: int
     site_shapes: dict[str, tuple[int, ...]]
     potential_aux: Callable[[jax.Array], tuple[jax.Array, dict]]
     unconstrain: Callable[[dict], dict]
     dtype: Any
-
-    @property
-    def init_flat(self) -> jax.Array:
-        return self.inits.result() if isinstance(self.inits, Future) else self.inits
+    arrays: list = dataclasses.field(repr=False, default_factory=list)
+    potential_with: Callable = dataclasses.field(repr=False, default=None)
+    potential_aux_with: Callable = dataclasses.field(repr=False, default=None)
+    constrain_with: Callable = dataclasses.field(repr=False, default=None)
 
     @property
     def site_slices(self) -> dict[str, slice]:
@@ -119,12 +114,12 @@ def flatten_model(
     key: jax.Array,
     num_inits: int = 1,
     init_values: dict[str, Any] | None = None,
-    background: bool = False,
 ) -> FlatModel:
     """Trace ``model`` once and return its flat unconstrained view.
 
     The ``num_inits`` starting points are prior draws (one vmapped, jitted pass over the prior
-    part of the model; the likelihood is dead code there and is not compiled).
+    part of the model, with the data as an argument; the likelihood is dead code there and is
+    not compiled).
 
     Parameters
     ----------
@@ -137,16 +132,13 @@ def flatten_model(
     init_values
         Constrained values that replace the prior draws of some sites in every initial point
         (e.g. ``{"z": jnp.zeros(64)}``).
-    background
-        Compile and draw the initial points in a background thread (:attr:`FlatModel.init_flat`
-        waits for them), so that their compilation overlaps whatever the caller compiles next.
     """
-    kwargs = dict(model_kwargs or {})
     init_values = {k: jnp.asarray(v) for k, v in (init_values or {}).items()}
     found: dict[str, Any] = {}
 
-    def draw(k):
-        tr = handlers.trace(handlers.seed(model, k)).get_trace(*model_args, **kwargs)
+    def draw(k, arrays, static):
+        args, kwargs = static.merge(arrays)
+        tr = handlers.trace(handlers.seed(model, k)).get_trace(*args, **kwargs)
         out = {}
         for name, site in tr.items():
             if site["type"] != "sample" or site["is_observed"]:
@@ -159,16 +151,23 @@ def flatten_model(
         return out
 
     # jit + vmap: the likelihood does not feed the returned values, so it is removed as dead
-    # code and this compiles only the prior part of the model. Tracing it here (lower) finds
-    # the sites and the flat layout; compiling and running can wait (``background``).
+    # code and this compiles only the prior part of the model. Tracing it (lower) finds the
+    # sites and the flat layout.
     layout: dict[str, Any] = {}
 
-    def draw_flat(k):
-        flat, layout["unravel"] = ravel_pytree(draw(k))
+    def draw_flat(k, arrays, static):
+        flat, layout["unravel"] = ravel_pytree(draw(k, arrays, static))
         return flat
 
     keys = jax.random.split(key, num_inits)
-    lowered = jax.jit(jax.vmap(draw_flat)).lower(keys)
+
+    def lower(arrays, static):
+        arrays = [jnp.asarray(a) for a in arrays]
+        found.clear()
+        fn = jax.jit(jax.vmap(lambda k, a: draw_flat(k, a, static), in_axes=(0, None)))
+        return fn.lower(keys, arrays), arrays, static
+
+    lowered, arrays, static = with_split_args(lower, model_args, model_kwargs)
     if not found:
         raise ValueError("the model has no latent sample sites")
     unknown = set(init_values) - set(found)
@@ -179,24 +178,23 @@ def flatten_model(
     dim, dtype = int(out_info.shape[1]), out_info.dtype
     first = jax.eval_shape(unravel, jax.ShapeDtypeStruct((dim,), dtype))
 
-    def run_draws():
-        return lowered.compile()(keys)
+    inits = lowered.compile()(keys, arrays)
 
-    inits = run_in_background(run_draws) if background else run_draws()
-
-    def potential(x: jax.Array) -> jax.Array:
-        return potential_energy(model, model_args, kwargs, unravel(x))
+    def potential_with(x: jax.Array, arrays: list) -> jax.Array:
+        args, kwargs = static.merge(arrays)
+        return potential_energy(model, args, kwargs, unravel(x))
 
     transforms = {name: biject_to(support) for name, (support, _) in found.items()}
 
-    def potential_aux(x: jax.Array) -> tuple[jax.Array, dict]:
+    def potential_aux_with(x: jax.Array, arrays: list) -> tuple[jax.Array, dict]:
         # numpyro's potential_energy written out with public functions, keeping the trace:
         # log p(constrained values) + log|det J| of the constraining transforms
         from vaelens.infer.convert import chi2_of, num_observed_of
 
+        args, kwargs = static.merge(arrays)
         u = unravel(x)
         c = {k: transforms[k](v) for k, v in u.items()}
-        log_joint, tr = log_density(model, model_args, kwargs, c)
+        log_joint, tr = log_density(model, args, kwargs, c)
         for k, v in u.items():
             log_det = transforms[k].log_abs_det_jacobian(v, c[k])
             log_joint = log_joint + jnp.sum(log_det)
@@ -210,8 +208,9 @@ def flatten_model(
         }
         return -log_joint, aux
 
-    def constrain(params: dict) -> dict:
-        return constrain_fn(model, model_args, kwargs, params, return_deterministic=True)
+    def constrain_with(params: dict, arrays: list) -> dict:
+        args, kwargs = static.merge(arrays)
+        return constrain_fn(model, args, kwargs, params, return_deterministic=True)
 
     def unconstrain(values: dict) -> dict:
         unknown = set(values) - set(transforms)
@@ -221,15 +220,19 @@ def flatten_model(
 
     shapes = {k: tuple(v.shape) for k, v in sorted(first.items())}
     return FlatModel(
-        potential=potential,
+        potential=lambda x: potential_with(x, arrays),
         unravel=unravel,
-        constrain=constrain,
-        inits=inits,
+        constrain=lambda params: constrain_with(params, arrays),
+        init_flat=inits,
         dim=dim,
         site_shapes=shapes,
-        potential_aux=potential_aux,
+        potential_aux=lambda x: potential_aux_with(x, arrays),
         unconstrain=unconstrain,
         dtype=dtype,
+        arrays=arrays,
+        potential_with=potential_with,
+        potential_aux_with=potential_aux_with,
+        constrain_with=constrain_with,
     )
 
 

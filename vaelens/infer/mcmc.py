@@ -25,8 +25,9 @@ import jax.numpy as jnp
 import numpy as np
 from numpyro.infer import HMC, MCMC, NUTS
 
+from vaelens.infer._map_result import MAPResult
 from vaelens.infer.convert import clean_attrs, to_inference_data
-from vaelens.infer.map import MAPResult, map_fit
+from vaelens.infer.map import map_fit
 
 __all__ = ["nuts", "hmc", "whitening"]
 

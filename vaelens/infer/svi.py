@@ -7,6 +7,9 @@ unconstrained space (an Einstein radius known to 1e-4 next to latent coordinates
 ~0.5), while Adam moves every parameter by about the learning rate per step, so the updates of
 the guide's location are preconditioned by the Laplace standard deviations: Adam then works in
 units of the posterior width (Kucukelbir et al. 2017, JMLR 18, 1 (ADVI); Kingma & Ba 2015).
+
+The optimisation steps run in one compiled ``lax.scan`` loop that takes the model's data as
+an argument (:mod:`vaelens.infer._args`), not as constants of the program.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from numpyro import handlers
 from numpyro.infer import SVI, Trace_ELBO
 from numpyro.infer.autoguide import (
     AutoLowRankMultivariateNormal,
@@ -28,8 +32,10 @@ from numpyro.infer.autoguide import (
 )
 from numpyro.infer.initialization import init_to_value
 
+from vaelens.infer._args import with_split_args
+from vaelens.infer._map_result import MAPResult
 from vaelens.infer.convert import clean_attrs, to_inference_data
-from vaelens.infer.map import MAPResult, map_fit
+from vaelens.infer.map import map_fit
 
 __all__ = ["svi", "GUIDES"]
 
@@ -37,33 +43,73 @@ __all__ = ["svi", "GUIDES"]
 GUIDES = ("normal", "mvn", "lowrank")
 
 
-def _scale_updates(scales: dict[str, Any]) -> optax.GradientTransformation:
-    """Multiply the updates of each parameter by a fixed array (preconditioning)."""
+def _precondition(scales: dict[str, Any]) -> optax.GradientTransformation:
+    """Multiply the updates of the parameters named in ``scales`` by fixed arrays."""
 
-    def init_fn(params):
+    def scale(updates, params=None):
         del params
-        return optax.EmptyState()
+        return {k: u * scales[k] if k in scales else u for k, u in updates.items()}
 
-    def update_fn(updates, state, params=None):
-        del params
-        return {k: u * scales[k] if k in scales else u for k, u in updates.items()}, state
-
-    return optax.GradientTransformation(init_fn, update_fn)
+    return optax.stateless(scale)
 
 
-def _guide_order(guide, dim: int) -> np.ndarray:
-    """Permutation ``p`` with ``guide_flat = my_flat[p]`` (my order: sorted site names)."""
-    idx = guide._unpack_latent(jnp.arange(dim, dtype=jnp.float32))  # site -> its flat indices
-    mine, start = {}, 0
-    shapes = guide._init_locs
-    for name in sorted(shapes):
-        size = int(np.size(shapes[name]))
-        mine[name] = np.arange(start, start + size)
-        start += size
+def _guide_order(guide, unconstrain: Callable[[dict], dict], names, dim: int,
+                 dtype) -> np.ndarray:
+    """Permutation ``p`` with ``guide_flat = my_flat[p]`` (my order: sorted site names).
+
+    Found with public API only: the guide's median (its constrained sites) at a location
+    vector of distinct codes in ``[-1, 1]``, mapped back to unconstrained values by
+    ``unconstrain`` and flattened in sorted-name order, tells where each coordinate went.
+    ``names`` are the latent sample sites (the median also holds deterministic sites).
+    """
+    code = np.linspace(-1.0, 1.0, dim)
+    sites = guide.median({"auto_loc": jnp.asarray(code, dtype)})
+    u = unconstrain({k: sites[k] for k in sorted(names)})
+    mine = np.concatenate([np.ravel(np.asarray(u[k], np.float64)) for k in sorted(u)])
+    where = np.rint((mine + 1.0) * (dim - 1) / 2.0).astype(int)
+    if mine.shape != (dim,) or not np.array_equal(np.sort(where), np.arange(dim)):
+        raise RuntimeError("could not match the guide's flat latent order to the model's")
     perm = np.empty(dim, dtype=int)
-    for name, ind in idx.items():
-        perm[np.asarray(ind).astype(int).ravel()] = mine[name]
+    perm[where] = np.arange(dim)
     return perm
+
+
+def _run_steps(engine: SVI, state, num_steps: int, model_args: tuple, kwargs: dict,
+               progress_bar: bool):
+    """``num_steps`` SVI updates in compiled ``lax.scan`` loops, the data as an argument.
+
+    Returns the final state and the losses. With ``progress_bar`` the steps run in about 20
+    chunks (at most two compiled loop lengths) and a bar shows the mean loss of each.
+    """
+    state0 = state
+
+    def go(arrays, static):
+        state = state0
+
+        def steps(state, arrays, length):
+            args, kw = static.merge(arrays)
+            return jax.lax.scan(lambda s, _: engine.update(s, *args, **kw), state, None,
+                                length=length)
+
+        run = jax.jit(steps, static_argnums=2)
+        if not progress_bar:
+            return run(state, arrays, num_steps)
+        from tqdm.auto import tqdm
+
+        chunk = max(1, num_steps // 20)
+        losses = []
+        with tqdm(total=num_steps, desc="SVI") as bar:
+            done = 0
+            while done < num_steps:
+                n = min(chunk, num_steps - done)
+                state, part = run(state, arrays, n)
+                losses.append(np.asarray(part))
+                done += n
+                bar.update(n)
+                bar.set_postfix_str(f"loss {float(np.mean(losses[-1])):.4g}", refresh=False)
+        return state, jnp.asarray(np.concatenate(losses))
+
+    return with_split_args(go, model_args, kwargs)
 
 
 def svi(
@@ -107,7 +153,7 @@ def svi(
     precondition
         Scale the location updates by the Laplace standard deviations (see module notes).
     progress_bar
-        NumPyro's SVI progress bar.
+        Show a progress bar (the steps then run in about 20 compiled chunks).
     log_likelihood, posterior_predictive, model_kwargs
         As in :func:`vaelens.infer.nuts`.
 
@@ -143,8 +189,6 @@ def svi(
         g = AutoLowRankMultivariateNormal(model, init_loc_fn=loc_fn, init_scale=0.1, rank=rank)
 
     loss = Trace_ELBO(num_particles=num_particles)
-    # set up the guide's prototype (one trace of the model) to learn the flat order
-    SVI(model, g, optax.adam(learning_rate), loss).init(k_init, *model_args, **kwargs)
     dtype = jnp.asarray(init.x).dtype
     init_params: dict[str, Any] = {}
     scales: dict[str, Any] = {}
@@ -158,7 +202,10 @@ def svi(
             scales[f"{name}_auto_loc"] = jnp.asarray(s_site, dtype)
             start += size
     else:
-        perm = _guide_order(g, dim)
+        # one run of the guide sets up its prototype (one trace of the model), which fixes
+        # the order of its flat latent vector
+        handlers.seed(g, k_init)(*model_args, **kwargs)
+        perm = _guide_order(g, init.flat_model.unconstrain, init.unconstrained, dim, dtype)
         cov = init.cov_unconstrained[np.ix_(perm, perm)]
         scales["auto_loc"] = jnp.asarray(sd[perm], dtype)
         if guide == "mvn":
@@ -173,23 +220,18 @@ def svi(
             init_params["auto_scale"] = jnp.asarray(np.sqrt(resid), dtype)
     opt = optax.adam(learning_rate)
     if precondition:
-        opt = optax.chain(opt, _scale_updates(scales))
+        opt = optax.chain(opt, _precondition(scales))
     engine = SVI(model, g, opt, loss)
+    state = engine.init(k_run, *model_args, init_params=init_params, **kwargs)
     t1 = time.perf_counter()
     timings["init"] = t1 - t0 - timings.get("map", 0.0)
-    result = engine.run(
-        k_run,
-        num_steps,
-        *model_args,
-        progress_bar=progress_bar,
-        init_params=init_params,
-        **kwargs,
-    )
-    jax.block_until_ready(result.params)
+    state, losses = _run_steps(engine, state, num_steps, tuple(model_args), kwargs, progress_bar)
+    params = engine.get_params(state)
+    jax.block_until_ready(params)
     t2 = time.perf_counter()
     timings["optimize"] = t2 - t1
 
-    losses = np.asarray(result.losses)
+    losses = np.asarray(losses)
     if not np.all(np.isfinite(losses[-max(1, len(losses) // 10) :])):
         warnings.warn(
             "the SVI loss became non-finite: the fit diverged (lower learning_rate, or start "
@@ -198,7 +240,7 @@ def svi(
             stacklevel=2,
         )
     with jax.numpy_rank_promotion("allow"):  # NumPyro broadcasts loc (d,) over (n, d) draws
-        draws = g.sample_posterior(k_draw, result.params, sample_shape=(num_samples,))
+        draws = g.sample_posterior(k_draw, params, sample_shape=(num_samples,))
     samples = {k: np.asarray(draws[k])[None] for k in init.unconstrained}
     idata = to_inference_data(
         model,

@@ -21,8 +21,7 @@ Parameter names follow lenstronomy (``theta_E``, ``gamma``, ``e1``, ``e2``, ``ce
 from __future__ import annotations
 
 import functools
-import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 import jax
@@ -171,37 +170,19 @@ def render_lens(data, spec: LensSpec, components: LensComponents) -> jax.Array:
     )
 
 
-# One compiled renderer per (data, spec, decoder), kept while the data object lives.
-_RENDERERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def _renderer(data, spec: LensSpec, decoder: Decoder | None) -> Callable:
-    """``params -> (source image or None, model image, noise sigma)``, jit-compiled and cached.
-
-    Inside a traced program (``jit``, ``grad``, ``vmap``) the compiled call is inlined like any
-    other function. Where NumPyro runs the model eagerly (the prototype trace and initial-value
-    check of an autoguide, ``SVI.init``, ``Predictive`` without ``jit``) it replaces the
-    execution of hundreds of single primitives, each compiled on first use (about 20 s for the
-    lens model on a 2-core CPU), by one compiled program.
-    """
-    try:
-        per_data = _RENDERERS.setdefault(data, {})
-        data_ref = weakref.ref(data)
-    except TypeError:  # not weak-referenceable: render without the cache
-        return functools.partial(_render, data, spec, decoder)
-    key = (id(spec), id(decoder))
-    entry = per_data.get(key)
-    if entry is None:
-        # a weak reference: the cached function must not keep its own key alive
-        def render(params):
-            return _render(data_ref(), spec, decoder, params)
-
-        # the entry holds spec and decoder, so their ids cannot be reused while it lives
-        entry = per_data[key] = (spec, decoder, jax.jit(render))
-    return entry[2]
-
-
+@functools.partial(jax.jit, static_argnames=("spec", "decoder"))
 def _render(data, spec: LensSpec, decoder: Decoder | None, params):
+    """``(source image or None, model image, noise sigma)`` of ``params``, compiled.
+
+    ``data`` (a pytree, :class:`vaelens.data.ImageData`) and ``params`` are arguments;
+    ``spec`` (frozen, hashed by value) and ``decoder`` (hashed by identity) are static, so
+    JAX compiles one program per spec, decoder and data shapes. Inside a traced program
+    (``jit``, ``grad``, ``vmap``) the call is inlined like any other function. Where NumPyro
+    runs the model eagerly (the prototype trace and initial-value check of an autoguide,
+    ``SVI.init``, ``Predictive`` without ``jit``) it replaces the execution of hundreds of
+    single primitives, each compiled on first use (about 20 s for the lens model on a 2-core
+    CPU), by one compiled program.
+    """
     comps = lens_components(params, spec, decoder)
     model = render_lens(data, spec, comps)
     return comps.source_image, model, jnp.sqrt(data.variance(model))
@@ -232,7 +213,7 @@ def lens_model(data, spec: LensSpec | None = None, decoder: Decoder | None = Non
     spec = LensSpec() if spec is None else spec
     decoder = resolve_decoder(decoder) if spec.source_model == "vae" else decoder
     params = sample_lens_params(spec)
-    source_image, model, sigma = _renderer(data, spec, decoder)(params)
+    source_image, model, sigma = _render(data, spec, decoder, params)
     if source_image is not None:
         numpyro.deterministic("source", source_image)
     if spec.save_model_image:
