@@ -189,7 +189,12 @@ def fourier_shift(image: Any, dy: Any, dx: Any) -> jax.Array:
     dy = jnp.broadcast_to(dy, lead)[..., None, None]
     dx = jnp.broadcast_to(dx, lead)[..., None, None]
     phase = jnp.exp(-2j * jnp.pi * (ky * dy + kx * dx))
-    return jnp.fft.irfft2(jnp.fft.rfft2(image) * phase, s=(ny, nx))
+    ft = jnp.fft.rfft2(image)
+    rank = max(ft.ndim, phase.ndim)  # leading axes of the images and of the shifts, explicit
+    ft = ft.reshape((1,) * (rank - ft.ndim) + ft.shape)
+    phase = phase.reshape((1,) * (rank - phase.ndim) + phase.shape)
+    out = jnp.fft.irfft2(ft * phase, s=(ny, nx))
+    return out.reshape(jnp.broadcast_shapes(image.shape, lead + (ny, nx)))
 
 
 def crop_or_pad(
