@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
             options=options,
             workers=args.workers,
             scheduler=args.scheduler,
-            x64=bool(getattr(args, "x64", False)),
+            x64=True if getattr(args, "x64", False) else None,
             jax_cache=args.jax_cache,
             command=getattr(args, "command_line", None),
         )

@@ -105,7 +105,7 @@ def fit_catalog(
     workers: int | None = None,
     scheduler: str | None = None,
     client: Any = None,
-    x64: bool = False,
+    x64: bool | None = None,
     jax_cache: str | os.PathLike | None = None,
     retries: int = 1,
     progress: bool = True,
@@ -132,10 +132,12 @@ def fit_catalog(
     scheduler, client
         Address of a running Dask scheduler, or a ``distributed.Client``, to run on instead.
     x64
-        Compute in float64 (default float32, as ``vaelens fit``).
+        Compute in float64 (True) or float32 (False); default float32 on Dask workers and,
+        with ``workers=0``, this process's setting.
     jax_cache
         JAX's persistent compilation cache, shared by the workers (default
-        ``out/.jax_cache``); each image shape is compiled once. ``""`` disables it.
+        ``out/.jax_cache``), so that a program is compiled once, not once per worker. ``""``
+        disables it. With ``workers=0`` this process's own cache setting is used.
     retries
         How often a task is run again when its worker dies (a failure of the fit itself is a
         failed row, not retried within the run).
@@ -165,8 +167,10 @@ def fit_catalog(
     out.mkdir(parents=True, exist_ok=True)
     table = ResultsTable(out / RESULTS_FILE)
     cache = str(out / ".jax_cache") if jax_cache is None else os.fspath(jax_cache)
-    if cache:
+    if cache and workers != 0:
         cache = str(Path(cache).expanduser().absolute())
+    else:
+        cache = None
     skipped = tuple(r.id for r in rows if table.status(r.id) == "ok" and (out / r.id).is_dir())
     done = set(skipped)
     tasks = [
@@ -177,8 +181,8 @@ def fit_catalog(
             "error": r.error,
             "options": {**opts, **r.options},
             "out": str(out / r.id),
-            "x64": bool(x64),
-            "jax_cache": cache or None,
+            "x64": None if x64 is None and workers == 0 else bool(x64),
+            "jax_cache": cache,
             "command": command,
             "catalog": str(Path(catalog).expanduser().absolute()),
         }

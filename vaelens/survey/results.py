@@ -26,8 +26,9 @@ the total unlensed source flux). Which parameters appear depends on the model (a
 and ESS per parameter, MAP values, the Laplace sigma) are in ``OUT/<id>/summary.csv``.
 
 The table is written to a temporary file that replaces ``results.csv`` (``os.replace``), so a
-crash leaves the previous complete table; rows read from an earlier run are written back as
-they were read, character for character.
+crash leaves the previous complete table; the cells of rows read from an earlier run are
+written back as they were read, character for character (a row gets empty cells for parameter
+columns that appear later).
 """
 
 from __future__ import annotations
@@ -209,7 +210,14 @@ class ResultsTable:
                 tmp.unlink()
 
     def to_pandas(self):
-        """The table as a pandas DataFrame (numbers parsed)."""
+        """The table as a pandas DataFrame: numbers parsed (empty cells NaN), the text columns
+        as strings (empty cells ``""``)."""
         import pandas as pd
 
-        return pd.read_csv(self.path, dtype={"id": str}, keep_default_na=False, na_values=[""])
+        text = ("id", "status", "error", "method", "worker", "warnings")
+        frame = pd.read_csv(
+            self.path, dtype=dict.fromkeys(text, str), keep_default_na=False, na_values=[""]
+        )
+        for name in text:
+            frame[name] = frame[name].fillna("")
+        return frame

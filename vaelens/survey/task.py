@@ -46,15 +46,15 @@ def worker_name() -> str:
     return str(name) if name is not None and str(name) != worker.address else worker.address
 
 
-def configure_jax(*, x64: bool = False, cache_dir: str | None = None) -> None:
-    """Precision and persistent compilation cache of this process's JAX.
+def configure_jax(*, x64: bool | None = None, cache_dir: str | None = None) -> None:
+    """Precision and persistent compilation cache of this process's JAX (None: unchanged).
 
     With ``cache_dir`` the compiled programs of more than 0.5 s are stored there, so the workers
-    that share the folder compile each image shape once.
+    that share the folder compile each program once.
     """
     import jax
 
-    if bool(jax.config.jax_enable_x64) != bool(x64):
+    if x64 is not None and bool(jax.config.jax_enable_x64) != bool(x64):
         jax.config.update("jax_enable_x64", bool(x64))
     if cache_dir and jax.config.jax_compilation_cache_dir != cache_dir:
         os.makedirs(cache_dir, exist_ok=True)
@@ -154,7 +154,8 @@ def fit_object(task: dict[str, Any]) -> dict[str, Any]:
     """Fit one object and return its row of ``results.csv`` (never raises for the object).
 
     ``task`` holds ``id``, ``image``, ``psf``, ``out`` (its fit folder, replaced if it exists),
-    ``options`` (parsed, see :mod:`vaelens.survey.options`), ``x64``, ``jax_cache`` and,
+    ``options`` (parsed, see :mod:`vaelens.survey.options`), ``x64`` and ``jax_cache`` (see
+    :func:`configure_jax`) and,
     optionally, ``error`` (a problem found in the catalogue row: the row fails at once) and the
     ``command``/``catalog`` recorded in ``summary.json``. The row has ``id``, ``status``,
     ``error``, ``wall_s``, ``worker``, ``warnings`` and, for a fitted object, the columns of
@@ -167,7 +168,7 @@ def fit_object(task: dict[str, Any]) -> dict[str, Any]:
     try:
         if task.get("error"):
             raise ValueError(task["error"])
-        configure_jax(x64=bool(task.get("x64")), cache_dir=task.get("jax_cache"))
+        configure_jax(x64=task.get("x64"), cache_dir=task.get("jax_cache"))
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             warnings.filterwarnings("ignore", category=DeprecationWarning)
