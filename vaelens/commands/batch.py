@@ -2,7 +2,8 @@
 
 The command checks the catalogue and the options (a problem there is a one-line error, exit
 status 2), runs the batch and prints how many lenses were fitted, failed and skipped; the exit
-status is 1 when some lens failed (its row of ``results.csv`` and ``errors.log`` say why).
+status is 1 when some lens failed (its row of ``results.csv`` and ``errors.log`` say why) and
+130 when interrupted (the finished lenses stay in ``results.csv``; the same command resumes).
 """
 
 from __future__ import annotations
@@ -55,6 +56,12 @@ def run(args: argparse.Namespace) -> int:
         )
     except ValueError as err:  # an existing results.csv that is no results table
         raise cli_error(str(err)) from None
+    except KeyboardInterrupt:
+        sys.stderr.write(
+            f"vaelens batch: interrupted; the lenses that finished are in {args.out}/results.csv "
+            "and the same command resumes the batch\n"
+        )
+        return 130
     table = res.results
     errors = dict(zip(table["id"], table["error"], strict=True))
     for obj in res.failed[:10]:
