@@ -291,6 +291,7 @@ def test_resume_fits_only_the_missing_rows(batch, client, tmp_path):
                                              if not line.startswith("a3,")))
     shutil.rmtree(out / "a3")
     (out / "a3").mkdir()
+    (out / ".a3.tmp-killed").mkdir()  # the temporary folder of a write that was killed
     kept = {line.split(",")[0]: line for line in lines[1:] if line[:3] in ("a1,", "a2,")}
     mtime = (out / "a1" / "summary.json").stat().st_mtime_ns
     again = fit_catalog(cat, out, options=TINY, client=client, progress=False)
@@ -304,7 +305,7 @@ def test_resume_fits_only_the_missing_rows(batch, client, tmp_path):
         ["a1", "a2", "a3", "corrupt", "missing"]
     )
     assert (out / "a1" / "summary.json").stat().st_mtime_ns == mtime
-    assert (out / "a3" / "summary.json").is_file()
+    assert (out / "a3" / "summary.json").is_file() and not (out / ".a3.tmp-killed").exists()
     # a third run has nothing left but the failed rows
     third = fit_catalog(cat, out, options=TINY, client=client, progress=False)
     assert sorted(third.skipped) == ["a1", "a2", "a3"] and third.fitted == ()

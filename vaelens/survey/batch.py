@@ -5,7 +5,8 @@ goes into ``OUT/results.csv`` (:mod:`vaelens.survey.results`), which is rewritte
 an interrupted run loses only the objects in flight. Running again with the same ``OUT``
 resumes: objects already ``ok`` in the table whose folder exists are skipped, failed and
 missing ones are fitted (again). The traceback of every failure is appended to
-``OUT/errors.log``.
+``OUT/errors.log``. Where pyarrow is installed, the finished table is also written as
+``OUT/results.parquet`` at the end of the call.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import dataclasses
 import datetime
 import logging
 import os
+import shutil
 import time
 import uuid
 from collections.abc import Mapping
@@ -195,6 +197,9 @@ def fit_catalog(
     ]
     if skipped:
         log.info("%d object(s) already fitted in %s are skipped", len(skipped), out)
+    for task in tasks:  # temporary folders of writes that a killed worker left behind
+        for stale in out.glob(f".{task['id']}.tmp-*"):
+            shutil.rmtree(stale, ignore_errors=True)
     if not table.path.exists():
         table.write()
     fitted: list[str] = []
