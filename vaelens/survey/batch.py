@@ -4,7 +4,9 @@ Each object is one Dask task (:func:`vaelens.survey.task.fit_object`); as each f
 goes into ``OUT/results.csv`` (:mod:`vaelens.survey.results`), which is rewritten atomically, so
 an interrupted run loses only the objects in flight. Running again with the same ``OUT``
 resumes: objects already ``ok`` in the table whose folder exists are skipped, failed and
-missing ones are fitted (again). The traceback of every failure is appended to
+missing ones are fitted (again); options changed in between apply to the objects fitted
+from then on (each folder's ``summary.json`` records its own), so refit with a new ``OUT``
+to change every object. The traceback of every failure is appended to
 ``OUT/errors.log``. Where pyarrow is installed, the finished table is also written as
 ``OUT/results.parquet`` at the end of the call.
 """
