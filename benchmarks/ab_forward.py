@@ -1,10 +1,11 @@
 """Interleaved A/B timing of the forward model against an earlier git revision.
 
-The 2-core development VM changes speed by 30-60% from one hour (sometimes one minute) to the
-next, so two benchmark runs made at different times cannot be compared. This script times the
-``bench_forward.py`` configuration (float32 forward model and value-and-grad of chi^2) for the
-``vaelens`` package of an old revision and of the working tree, in alternating fresh processes,
-so that a slow spell falls on both. The old package is exported with ``git archive`` into a
+A shared 2-core virtual machine (the one of ``benchmarks/README.md``) changes speed by
+30-60% from one hour (sometimes one minute) to the next, so two benchmark runs made at
+different times cannot be compared. This script times the ``bench_forward.py`` configuration
+(float32 forward model and value-and-grad of chi^2) for the ``vaelens`` package of an old
+revision and of the working tree, in alternating fresh processes, so that a slow spell falls on
+both. The old package is exported with ``git archive`` into a
 temporary directory and put first on ``PYTHONPATH``.
 
 Usage::

@@ -1,6 +1,6 @@
 """Benchmark of the lensing forward model against lenstronomy's ImageModel.
 
-Configuration (issue 2): a 100x100 image (0.05"/px), supersampling 2, a 21x21 pixel PSF,
+Configuration: a 100x100 image (0.05"/px), supersampling 2, a 21x21 pixel PSF,
 EPL + external shear + Sersic lens light + a 64x64 pixelated source. Times
 
 * one jitted forward model (float32 and float64),

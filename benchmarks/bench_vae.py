@@ -35,7 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vaelens.infer.galaxy_fit import fit_galaxies, fit_galaxy, fit_sersic, fit_shapelets
+from vaelens.galaxy import fit_galaxies, fit_galaxy, fit_sersic, fit_shapelets
 from vaelens.vae import load_pretrained, load_weights
 from vaelens.vae.weights import PRETRAINED_DIR, PRETRAINED_NAME, file_sha256
 
@@ -138,11 +138,11 @@ def evaluate_set(name, vae, decoder, images, variances, psf_of, truths=None, max
         }
         psf = psf_of(i)
         t0 = time.perf_counter()
-        ser = fit_sersic(d, v, psf=psf)
+        ser = fit_sersic(d, v, pixel_scale=vae.pixel_scale, psf=psf)
         row["sersic"] = {**_stats(d, ser.model, v, ser.n_params, t), "seconds": 0.0}
         row["sersic"]["seconds"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        sh = fit_shapelets(d, v, n_max=20, psf=psf)
+        sh = fit_shapelets(d, v, pixel_scale=vae.pixel_scale, n_max=20, psf=psf)
         row["shapelets"] = {**_stats(d, sh.model, v, sh.n_params, t), "seconds": 0.0}
         row["shapelets"]["seconds"] = time.perf_counter() - t0
         rows.append(row)
@@ -168,7 +168,7 @@ def extra_decoder_fits(vae, decoder, images, variances, rows, truths, max_iter):
     with a discrete orientation ``k``. ``decoder_fit_ml``: prior weight 0 (maximum likelihood in
     ``z``) instead of the N(0, 1) prior.
     """
-    from vaelens.vae.augment import dihedral
+    from vaelens.data.augment import dihedral
 
     n = len(images)
     var = np.asarray(variances, np.float32)
@@ -199,9 +199,9 @@ def extra_decoder_fits(vae, decoder, images, variances, rows, truths, max_iter):
 
 
 def batched_throughput(decoder, images, variances, z_init, max_iter, chunk_sizes=(16, 64)):
-    """Galaxies/s of a batch fit: lock-step batched L-BFGS (``fit_galaxies``, chunks of
+    """Galaxies/s of a batch fit: ``fit_galaxies`` (``vmap`` of the single fit over chunks of
     ``chunk_size`` galaxies, ``max_iter`` and 30 iterations) in one call, and jitted single fits
-    (while-loop L-BFGS) in a loop or on two threads (JAX releases the GIL while XLA runs)."""
+    in a loop or on two threads (JAX releases the GIL while XLA runs)."""
     images = jnp.asarray(images, jnp.float32)
     var = jnp.asarray(variances, jnp.float32)
     z0 = jnp.asarray(z_init, jnp.float32)
@@ -312,7 +312,7 @@ def main(argv=None) -> int:
     sigma = np.exp(rng.uniform(np.log(2e-4), np.log(2e-3), n_syn))
     truth, _ = make_synthetic_galaxies(args.synthetic_seed, n_syn, size=64)
     noisy = truth + sigma[:, None, None] * rng.standard_normal(truth.shape)
-    syn_psf = hst_like_psf(0.09, 0.03, 41)
+    syn_psf = hst_like_psf(0.09, vae.pixel_scale, 41)
     sets["synthetic"] = (noisy, sigma**2, lambda i: syn_psf, truth)
 
     if args.catalog.is_file():

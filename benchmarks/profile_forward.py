@@ -7,13 +7,13 @@ program reads and writes (operands plus results, summed over the top-level progr
 branches of its conditionals; fused computations are internal to their kernel). Writes
 ``benchmarks/results/profile_forward.json``.
 
-The traffic estimate is what makes the value-and-grad slow on the 2-core development VM: the
+The traffic estimate is what makes the value-and-grad slow on a 2-core virtual machine: the
 program moves ~90 MB per call, and a fused kernel that streams 40 000-value float32 arrays
 runs at ~25-30 GB/s. Run it pinned to one core to see which kernels use both cores (their time
 halves with two)::
 
     python benchmarks/profile_forward.py [--case value_and_grad_chi2] [--calls 100]
-    taskset -c 0 python benchmarks/profile_forward.py --out /tmp/profile_1core.json
+    taskset -c 0 python benchmarks/profile_forward.py --out profile_1core.json
 
 Kernel names are XLA's (``fusion``, ``fft``, ``scatter`` ...); the HLO text of the program
 (``--hlo FILE``) maps them to operations. Loop bodies (``while``) are counted once in the

@@ -6,6 +6,10 @@ import jax
 import pytest
 
 jax.config.update("jax_enable_x64", True)
+# Implicit broadcasting of arrays of different rank and implicit dtype promotion hide shape and
+# precision bugs; the test suite runs with both turned into errors (as diffrax's does).
+jax.config.update("jax_numpy_rank_promotion", "raise")
+jax.config.update("jax_numpy_dtype_promotion", "standard")
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

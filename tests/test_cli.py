@@ -214,8 +214,11 @@ def test_fit_refuses_existing_folder(map_fit, mock):
 
 
 def test_compare_two_folders(map_fit, mock):
+    import shutil
+
     out = mock / "cmp"
-    code, text, err = run_cli(["compare", map_fit[0], map_fit[0], "--out", out])
+    copy = shutil.copytree(map_fit[0], mock / "fit_map_copy")
+    code, text, err = run_cli(["compare", map_fit[0], copy, "--out", out])
     assert code == 0, err
     for name in ("comparison.csv", "comparison.json", "comparison.png"):
         assert (out / name).is_file()

@@ -11,7 +11,7 @@ from vaelens.commands import _common, _inputs
 from vaelens.infer import cap_covariance
 from vaelens.infer.fit_lens import default_optimizer
 from vaelens.models import LensSpec
-from vaelens.models.spec import _sersic_total_factor
+from vaelens.models.spec import _unit_sersic_flux
 
 
 def test_header_pixel_scale_from_pixscale_cd_matrix_or_cdelt():
@@ -23,14 +23,14 @@ def test_header_pixel_scale_from_pixscale_cd_matrix_or_cdelt():
     assert _common.header_pixel_scale(fits.Header()) is None
 
 
-def test_sersic_total_flux_factor_matches_numerical_integral():
+def test_unit_sersic_flux_matches_numerical_integral():
     from vaelens.lensing import Sersic
 
     n, r_s, pix = 1.0, 0.5, 0.01  # exponential profile; the +-5" box holds > 99.9% of the flux
     g = (np.arange(-500, 500) + 0.5) * pix
     x, y = np.meshgrid(g, g)
     total = float(np.sum(Sersic(1.0, r_s, n).surface_brightness(x, y))) * pix**2
-    assert _sersic_total_factor(n, r_s) == pytest.approx(total, rel=0.01)
+    assert _unit_sersic_flux(n, r_s) == pytest.approx(total, rel=0.01)
 
 
 def test_cap_covariance_caps_only_wide_directions():
@@ -95,7 +95,7 @@ def test_real_lens_inputs_follow_the_header(shared_data):
     assert data.mask.sum() == np.sum(r <= 2.0)
     # priors centred on the data: the lens light carries about half of the flux in the mask
     spec = LensSpec.from_data(data)
-    light_flux = spec.lens_light.amp * _sersic_total_factor(4.0, spec.lens_light.R_sersic)
+    light_flux = spec.lens_light.amp * _unit_sersic_flux(4.0, spec.lens_light.R_sersic)
     assert light_flux == pytest.approx(0.5 * data.image[data.mask].sum(), rel=1e-6)
     assert spec.include_lens_light and spec.source_model == "vae"
 

@@ -9,11 +9,12 @@ from vaelens.data import (
     augment,
     crop_or_pad,
     dihedral,
+    fourier_shift,
     light_centroid,
     load_training_stamps,
     make_synthetic_galaxies,
     prepare_stamp,
-    random_dihedral_jax,
+    random_dihedral,
     random_shift_jax,
     split_by_id,
 )
@@ -157,7 +158,7 @@ def test_augment_numpy_conserves_flux_and_is_seeded():
     d = augment(images, 1)
     # D4 only: each output equals one of the 8 symmetries of its input
     for i in range(6):
-        assert any(np.array_equal(d[i], dihedral(images[i], k)) for k in range(8))
+        assert any(np.array_equal(d[i], np.asarray(dihedral(images[i], k))) for k in range(8))
     noisy = add_noise(np.zeros((200, 8, 8)), 0.5, 0)
     assert noisy.std() == pytest.approx(0.5, rel=0.02)
 
@@ -165,9 +166,9 @@ def test_augment_numpy_conserves_flux_and_is_seeded():
 def test_augment_jax():
     images = jax.numpy.asarray(make_synthetic_galaxies(1, 4, size=32)[0])
     key = jax.random.key(0)
-    d = np.asarray(jax.jit(random_dihedral_jax)(key, images))
+    d = np.asarray(jax.jit(random_dihedral)(key, images)[0])
     for i in range(4):
-        assert any(np.allclose(d[i], dihedral(np.asarray(images[i]), k)) for k in range(8))
+        assert any(np.array_equal(d[i], np.asarray(dihedral(images[i], k))) for k in range(8))
     s = random_shift_jax(key, images, 0.5)
     np.testing.assert_allclose(np.asarray(s).sum((1, 2)), 1.0, rtol=1e-5)
     np.testing.assert_allclose(np.asarray(random_shift_jax(key, images, 0.0)), images, atol=1e-6)
@@ -191,3 +192,48 @@ def test_load_training_stamps_cosmos(shared_data):
     assert np.median((images * yy).sum((1, 2))) == pytest.approx(31.5, abs=1.0)
     with pytest.raises(ValueError, match="split"):
         load_training_stamps(path, "training")
+
+
+def test_dihedral_elements_are_distinct_and_form_the_group():
+    img = np.random.default_rng(5).random((9, 9))
+    outs = [np.asarray(dihedral(img, k)) for k in range(8)]
+    assert len({o.tobytes() for o in outs}) == 8  # 8 distinct elements
+    np.testing.assert_array_equal(outs[0], img)  # k = 0 is the identity
+    np.testing.assert_array_equal(outs[0 + 1], np.rot90(img))  # k = 1: counter-clockwise turn
+    np.testing.assert_array_equal(outs[4], img[:, ::-1])  # k = 4: left-right mirror
+    # closure: every composition is one of the 8, and every element has an inverse
+    index = {o.tobytes(): k for k, o in enumerate(outs)}
+    table = np.array(
+        [[index[np.asarray(dihedral(outs[b], a)).tobytes()] for b in range(8)] for a in range(8)]
+    )
+    for row in table:
+        assert sorted(row) == list(range(8))  # a Latin square: closed, each product once
+    assert all(0 in row for row in table)
+    # traced element inside jit equals the static one
+    k = jax.numpy.asarray(6)
+    np.testing.assert_array_equal(np.asarray(jax.jit(dihedral)(img, k)), outs[6])
+
+
+@pytest.mark.parametrize("shift", [(3, -5), (-1, 2), (0, 7)])
+def test_fourier_shift_integer_equals_roll(shift):
+    img = np.random.default_rng(6).random((2, 16, 12))
+    out = np.asarray(fourier_shift(img, *shift))
+    np.testing.assert_allclose(out, np.roll(img, shift, axis=(-2, -1)), atol=1e-12)
+
+
+def test_fourier_shift_conserves_flux_and_moves_the_centroid():
+    y, x = np.mgrid[:64, :64] - 31.5
+    img = np.exp(-0.5 * (x**2 + y**2) / 9.0)
+    out = np.asarray(fourier_shift(img, -0.6, 1.3))
+    assert out.sum() == pytest.approx(img.sum(), rel=1e-12)
+    np.testing.assert_allclose(
+        [(out * y).sum() / out.sum(), (out * x).sum() / out.sum()], [-0.6, 1.3], atol=1e-6
+    )
+    # per-image shifts of a batch; shifting back restores the image
+    batch = np.stack([img, img])
+    moved = fourier_shift(batch, np.array([0.25, -0.4]), np.array([0.5, 0.1]))
+    back = fourier_shift(moved, np.array([-0.25, 0.4]), np.array([-0.5, -0.1]))
+    np.testing.assert_allclose(np.asarray(back), batch, atol=1e-10)
+    # differentiable in the shift: d(centroid)/d(dx) = 1
+    cen = lambda dx: (fourier_shift(img, 0.0, dx) * x).sum() / img.sum()  # noqa: E731
+    assert float(jax.grad(cen)(0.3)) == pytest.approx(1.0, rel=1e-6)

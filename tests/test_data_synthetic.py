@@ -3,7 +3,6 @@
 import jax
 import numpy as np
 import pytest
-from scipy import special
 
 from vaelens.data import make_synthetic_galaxies
 from vaelens.data.synthetic import (
@@ -11,7 +10,6 @@ from vaelens.data.synthetic import (
     _sersic_batch,
     _sersic_pixelated,
     hst_like_psf,
-    sersic_b,
 )
 
 N = 300
@@ -103,12 +101,6 @@ def test_size_distribution_sane(galaxies):
     assert 2.0 < np.median(measured) < 12.0
     q = params["q_disk"]
     assert 0.1 < q.min() and q.max() <= 1.0 and 0.4 < np.median(q) < 0.9
-
-
-@pytest.mark.parametrize("n", [0.5, 1.0, 2.5, 4.0])
-def test_sersic_b_half_light(n):
-    # b_n is defined by gamma(2n, b_n) = Gamma(2n) / 2
-    assert special.gammainc(2 * n, sersic_b(n)) == pytest.approx(0.5, abs=1e-5)
 
 
 @pytest.mark.parametrize("n_s", [0.5, 1.0])

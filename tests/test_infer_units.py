@@ -288,10 +288,26 @@ def test_map_fit_rejects_bad_arguments():
         map_fit(linear_model, Y[:10], key=jax.random.PRNGKey(0), devices=0)
 
 
+def _gaussian_model_posterior_mean() -> float:
+    """Exact posterior mean of ``mu`` under :func:`gaussian_model` (quadrature over mu, sigma)."""
+    from scipy import stats
+
+    mu = np.linspace(Y.mean() - 1.0, Y.mean() + 1.0, 801)  # +-14 posterior sd
+    sigma = np.linspace(0.6, 1.6, 801)  # the sample sd of Y is 0.97; +-7 posterior sd
+    m, s = np.meshgrid(mu, sigma, indexing="ij")
+    logp = (
+        stats.norm.logpdf(m, 0.0, 10.0)
+        + stats.lognorm.logpdf(s, 0.5)
+        + stats.norm.logpdf(Y[:, None, None], m, s).sum(axis=0)
+    )
+    w = np.exp(logp - logp.max())
+    return float(np.sum(w * m) / np.sum(w))
+
+
 def test_hmc_and_nuts_on_a_known_posterior():
     """Both samplers return the promised InferenceData and the right posterior mean of mu."""
     init = map_fit(gaussian_model, Y, key=jax.random.PRNGKey(0), num_starts=2)
-    post_mean, post_sd = Y.mean(), Y.std() / np.sqrt(len(Y))
+    post_mean = _gaussian_model_posterior_mean()
     for sampler in (nuts, hmc):
         idata = sampler(gaussian_model, Y, key=jax.random.PRNGKey(1), init=init,
                         num_warmup=200, num_samples=300, num_chains=2, progress_bar=False)
@@ -302,7 +318,10 @@ def test_hmc_and_nuts_on_a_known_posterior():
         assert idata.log_likelihood["y"].shape == (2, 300, 200)
         for stat in ("diverging", "energy", "lp", "acceptance_rate", "step_size", "chi2"):
             assert stat in idata.sample_stats, stat
-        assert abs(float(idata.posterior["mu"].mean()) - post_mean) < 5 * post_sd / np.sqrt(50)
+        # the exact mean within 4 Monte-Carlo standard errors (a 6e-5 chance to fail if right)
+        mcse = float(az.mcse(idata, var_names=["mu"])["mu"])
+        err = float(idata.posterior["mu"].mean()) - post_mean
+        assert abs(err) < 4.0 * mcse, (sampler.__name__, err / mcse)
         assert idata.attrs["method"] in ("nuts", "hmc") and "numpyro" in idata.attrs
     assert "tree_depth" in idata.sample_stats or idata.attrs["method"] == "hmc"
 
@@ -342,6 +361,23 @@ def test_diagnostics_warns_on_divergences_and_low_ess_but_passes_iid():
     short = _fake_idata(rng.normal(size=(2, 60)))
     with pytest.warns(ConvergenceWarning, match="ess_bulk"):
         diagnostics(short)
+
+
+@pytest.mark.parametrize("method", ["svi_mvn", "map_bfgs_laplace"])
+def test_diagnostics_of_independent_draws_skip_rhat_and_ess(method):
+    rng = np.random.default_rng(0)
+    # draws that would fail R-hat as MCMC chains; as guide or Laplace draws they are fine
+    idata = _fake_idata(np.stack([1.0 + 0.1 * k + 0.001 * rng.normal(size=50) for k in range(4)]))
+    idata.attrs["method"] = method
+    with _no_warning():
+        d = diagnostics(idata)
+    assert d.ok and d.independent and d.method == method
+    assert not {"r_hat", "ess_bulk", "ess_tail", "mcse_mean"} & set(d.summary.columns)
+    assert {"mean", "sd"} <= set(d.summary.columns) and d.num_draws == 200
+    assert "independent draws" in d.to_string() and "R-hat and ESS do not apply" in d.to_string()
+    idata.attrs["method"] = "nuts"
+    with pytest.warns(ConvergenceWarning, match="R-hat"):
+        assert not diagnostics(idata).independent
 
 
 class _no_warning:

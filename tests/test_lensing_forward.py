@@ -18,6 +18,7 @@ from vaelens.lensing import (
     forward_model,
     gaussian_psf,
 )
+from vaelens.lensing.light.sersic import to_lenstronomy_sersic
 
 # lenstronomy's own FFT call triggers NumPy deprecation warnings; not ours to fix
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -32,6 +33,12 @@ KW_SOURCE = [
 KW_LENS_LIGHT = [
     dict(amp=10.0, R_sersic=0.8, n_sersic=3.0, e1=-0.05, e2=0.1, center_x=0.05, center_y=-0.02)
 ]
+
+
+def _lenstronomy_sersic(kw):
+    """lenstronomy keywords (its approximate b_n) that draw the same Sersic as ``Sersic(**kw)``."""
+    amp, r_s = to_lenstronomy_sersic(kw["amp"], kw["R_sersic"], kw["n_sersic"])
+    return dict(kw, amp=float(amp), R_sersic=float(r_s))
 
 
 def _lenstronomy_image(grid, kernel, supersampling, supersampled_conv=False):
@@ -63,7 +70,11 @@ def _lenstronomy_image(grid, kernel, supersampling, supersampled_conv=False):
         lens_light_model_class=LightModel(["SERSIC_ELLIPSE"]),
         kwargs_numerics=numerics,
     )
-    return model.image(KW_LENS, KW_SOURCE, KW_LENS_LIGHT)
+    return model.image(
+        KW_LENS,
+        [_lenstronomy_sersic(k) for k in KW_SOURCE],
+        [_lenstronomy_sersic(k) for k in KW_LENS_LIGHT],
+    )
 
 
 _forward = jax.jit(

@@ -6,6 +6,12 @@ import numpy as np
 import pytest
 
 from vaelens.lensing import Gaussian, PixelatedSource, Sersic, Shapelets, shapelet_design_matrix
+from vaelens.lensing.light.sersic import (
+    lenstronomy_b_n,
+    sersic_b_n,
+    sersic_total_flux,
+    to_lenstronomy_sersic,
+)
 from vaelens.lensing.light.shapelets import shapelet_indices
 
 
@@ -15,6 +21,7 @@ def test_sersic_matches_lenstronomy_sersic_ellipse():
     lt = LightModel(["SERSIC_ELLIPSE"])
     rng = np.random.default_rng(0)
     sb = jax.jit(lambda p, x, y: p.surface_brightness(x, y))
+    unconverted = []
     for _ in range(6):
         e = rng.uniform(0, 0.5)
         phi = rng.uniform(0, np.pi)
@@ -29,9 +36,61 @@ def test_sersic_matches_lenstronomy_sersic_ellipse():
         )
         x = np.concatenate([[kw["center_x"]], rng.uniform(-3, 3, 80)])
         y = np.concatenate([[kw["center_y"]], rng.uniform(-3, 3, 80)])
-        np.testing.assert_allclose(
-            sb(Sersic(**kw), x, y), lt.surface_brightness(x, y, [kw]), rtol=1e-10
+        amp_l, r_l = to_lenstronomy_sersic(kw["amp"], kw["R_sersic"], kw["n_sersic"])
+        kw_l = dict(kw, amp=float(amp_l), R_sersic=float(r_l))
+        ours = sb(Sersic(**kw), x, y)
+        np.testing.assert_allclose(ours, lt.surface_brightness(x, y, [kw_l]), rtol=1e-10)
+        unconverted.append(np.max(np.abs(ours / lt.surface_brightness(x, y, [kw]) - 1)))
+    # without the conversion the images differ (lenstronomy's b_n is approximate)
+    assert max(unconverted) > 1e-3
+
+
+def test_sersic_b_n_is_the_half_light_root():
+    from scipy import special
+
+    n = np.linspace(0.3, 8.0, 400)
+    exact = special.gammaincinv(2 * n, 0.5)
+    b = np.asarray(sersic_b_n(jnp.asarray(n)))
+    np.testing.assert_allclose(b, exact, rtol=6e-4, atol=3e-4)
+    assert np.max(np.abs(b - exact)[n >= 1]) < 5e-5
+    # lenstronomy's linear approximation is worse by an order of magnitude or more
+    assert np.max(np.abs(np.asarray(lenstronomy_b_n(n)) - exact)) > 1e-2
+
+
+def test_sersic_b_n_gradient_matches_finite_differences():
+    from scipy import special
+
+    for n in (0.32, 0.5, 1.0, 4.0):
+        h = 1e-3
+        fd = (special.gammaincinv(2 * (n + h), 0.5) - special.gammaincinv(2 * (n - h), 0.5)) / (
+            2 * h
         )
+        g = float(jax.grad(sersic_b_n)(n))
+        assert np.isfinite(g) and g == pytest.approx(fd, rel=2e-2)
+
+
+@pytest.mark.parametrize("n", [0.5, 1.0, 4.0])
+def test_sersic_r_sersic_encloses_half_the_light(n):
+    # radial integral of the circular profile: L(<R) / L = gamma(2n, b (R/R_s)^(1/n)) / Gamma(2n)
+    from scipy import integrate
+
+    s = Sersic(amp=1.0, R_sersic=0.3, n_sersic=n)
+    f = lambda r: 2 * np.pi * r * float(s.surface_brightness(r, 0.0))  # noqa: E731
+    inner = integrate.quad(f, 0.0, 0.3, limit=200)[0]
+    total = inner + integrate.quad(f, 0.3, np.inf, limit=200)[0]
+    assert inner / total == pytest.approx(0.5, abs=2e-4)
+    assert float(sersic_total_flux(1.0, 0.3, n)) == pytest.approx(total, rel=2e-4)
+
+
+def test_sersic_total_flux_matches_pixel_sum_of_elliptical_profile():
+    pix = 0.01
+    g = (np.arange(-600, 600) + 0.5) * pix
+    x, y = np.meshgrid(g, g)
+    s = Sersic(amp=2.0, R_sersic=0.4, n_sersic=1.0, e1=0.2, e2=-0.1, center_x=0.05)
+    total = float(np.sum(np.asarray(s.surface_brightness(x, y), np.float64))) * pix**2
+    # the product-averaged radius preserves area: the flux does not depend on the ellipticity
+    assert float(sersic_total_flux(2.0, 0.4, 1.0)) == pytest.approx(total, rel=2e-3)
+    assert float(sersic_total_flux(2.0, 0.4, 1.0, q=0.5)) == pytest.approx(0.5 * total, rel=2e-3)
 
 
 def test_sersic_amp_is_surface_brightness_at_r_sersic():

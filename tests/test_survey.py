@@ -175,7 +175,7 @@ def test_batch_parser_has_exactly_the_survey_options():
     parser = build_parser()
     sub = next(a for a in parser._actions if a.dest == "command").choices
     fit_dests = {a.dest for a in sub["fit"]._actions} - {"help", "image", "psf", "out", "force",
-                                                         "x64"}
+                                                         "precision"}
     batch_dests = {a.dest for a in sub["batch"]._actions}
     assert fit_dests == set(OPTIONS)
     assert set(OPTIONS) <= batch_dests
@@ -277,6 +277,7 @@ def test_batch_fits_good_rows_and_records_bad_ones(batch):
     s2 = json.loads((out / "a2" / "summary.json").read_text())
     assert (s1["seed"], s2["seed"], s1["id"]) == (0, 1, "a1")
     assert (s1["starts"], s1["method"], s1["spec"]["mass_profile"]) == (2, "map", "sie")
+    assert s1["x64"] is True  # the default precision of a MAP fit, as in vaelens fit
     assert (out / "a1" / "posterior.nc").is_file() and (out / "a1" / "model.png").is_file()
     assert any((out / ".jax_cache").iterdir())  # the shared compilation cache
 

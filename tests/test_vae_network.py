@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from vaelens.data.augment import dihedral, random_dihedral
 from vaelens.vae import VAE, VAEConfig
-from vaelens.vae.augment import dihedral, random_dihedral
 from vaelens.vae.network import (
     conv3x3_same,
     pixel_shuffle,

@@ -94,3 +94,24 @@ def test_pretrained_reconstructs_synthetic_galaxies():
     np.testing.assert_allclose(recon.sum(axis=(1, 2)), 1.0, rtol=1e-4)
     frac = np.abs(recon - images).sum(axis=(1, 2)) / np.abs(images).sum(axis=(1, 2))
     assert np.median(frac) < 0.2, np.median(frac)
+
+
+def test_pixel_scale_comes_from_the_model_card(tmp_path):
+    vae = VAE(VAEConfig.tiny(), rngs=nnx.Rngs(1))
+    assert vae.pixel_scale is None  # nothing known about untrained weights
+    path = tmp_path / "scaled.safetensors"
+    save_weights(vae, path, card={"data": {"synthetic": {"pixel_scale": 0.05}}})
+    loaded = load_weights(path)
+    assert loaded.pixel_scale == loaded.config.pixel_scale == 0.05
+    # the shipped model: the scale of its training data, as recorded in its card
+    card = weights_mod.load_model_card(
+        weights_mod.PRETRAINED_DIR / f"{weights_mod.PRETRAINED_NAME}.safetensors"
+    )
+    assert weights_mod.pretrained_pixel_scale() == card["data"]["synthetic"]["pixel_scale"]
+    # a card that contradicts itself is refused
+    bad = {"config": {"pixel_scale": 0.03}, "data": {"real": {"pixel_scale": 0.05}}}
+    with pytest.raises(WeightsError, match="different pixel scales"):
+        weights_mod.card_pixel_scale(bad)
+    assert weights_mod.card_pixel_scale({"data": {"note": "x"}}) is None
+    with pytest.raises(ValueError, match="pixel_scale"):
+        VAEConfig(pixel_scale=-1.0)

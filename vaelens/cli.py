@@ -8,6 +8,7 @@
     vaelens fit mock/image.fits --psf mock/psf.fits --method nuts --chains 2 --out fit_nuts/
     vaelens batch lenses.csv --out fits/ --workers 4
     vaelens compare fit_map/ fit_nuts/
+    vaelens export fit_map/ --coolest coolest/
     vaelens fit-galaxy stamps.fits --out gal/
     vaelens demo --out demo/
     vaelens train --help
@@ -206,6 +207,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="replace an existing output folder")
     p.set_defaults(func="compare")
 
+    p = sub.add_parser("export", help="export a fit folder (COOLEST template)")
+    p.add_argument("fit_dir", help="output folder of 'vaelens fit' (VAE source)")
+    p.add_argument("--coolest", metavar="OUT", help="write a COOLEST template into this folder")
+    p.add_argument("--name", default="vaelens", help="template name, OUT/NAME.json (vaelens)")
+    p.add_argument("--force", action="store_true", help="replace an existing output folder")
+    p.set_defaults(func="export")
+
     p = sub.add_parser("demo", help="simulate a mock lens and fit it by MAP (a few minutes)")
     p.add_argument("--out", required=True, help="output folder")
     _add_precision_argument(p)
@@ -221,11 +229,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_precision_argument(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "--x64",
-        action="store_true",
-        help="compute in float64 (a more robust MAP and Laplace errors, about 3x slower per "
-        "gradient on a CPU); default float32",
+        "--precision",
+        choices=["auto", "float32", "float64"],
+        default="auto",
+        help="floating-point precision; auto (default): float64 for MAP fits (the optimum and "
+        "its Laplace errors are more reliable), float32 for SVI and the samplers (about 3x "
+        "faster per gradient on a CPU)",
     )
+
+
+def use_float64(args: argparse.Namespace) -> bool:
+    """Whether a command computes in float64 (``--precision``; see its help)."""
+    precision = getattr(args, "precision", "auto")
+    if precision != "auto":
+        return precision == "float64"
+    return getattr(args, "command", None) == "demo" or getattr(args, "method", None) == "map"
 
 
 def _add_fit_arguments(p: argparse.ArgumentParser) -> None:
@@ -311,7 +329,7 @@ def _add_fit_options(p: argparse.ArgumentParser, *, method_default: str | None =
         "--optimizer",
         choices=["auto", "lbfgs", "bfgs"],
         default="auto",
-        help="MAP optimiser; auto (default): bfgs in float64 (--x64), lbfgs in float32, where "
+        help="MAP optimiser; auto (default): bfgs in float64, lbfgs in float32, where "
         "the BFGS line search tends to stall",
     )
     _add_precision_argument(p)
@@ -421,7 +439,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.quiet:
         os.environ["TQDM_DISABLE"] = "1"
     _host_devices(args)
-    _configure_jax(x64=bool(getattr(args, "x64", False)))
+    _configure_jax(x64=use_float64(args))
     previous_handlers = _terminate_as_interrupt()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=FutureWarning, module="arviz")

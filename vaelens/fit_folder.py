@@ -34,7 +34,7 @@ MAP_COLUMNS = {
     "laplace_sd": "delta-method sigma of the Laplace approximation at the MAP (uncapped)",
 }
 
-#: Diagnostics thresholds (issue 4): R-hat, bulk/tail ESS.
+#: Diagnostics thresholds R-hat, bulk/tail ESS.
 RHAT_MAX = 1.01
 ESS_MIN = 400
 
@@ -171,13 +171,20 @@ def diagnostics(idata, table) -> dict[str, Any]:
 
 
 def summary_table(idata, names: list[str]):
-    """``arviz.summary`` of ``names`` plus 16/50/84 percentiles (a pandas DataFrame)."""
+    """``arviz.summary`` of ``names`` plus 16/50/84 percentiles (a pandas DataFrame).
+
+    Independent draws (Laplace, SVI) get the statistics only: R-hat and ESS describe Markov
+    chains.
+    """
     import arviz as az
+
+    from vaelens.infer.diagnostics import independent_draws
 
     arviz_log = getattr(az, "_log", None)  # arviz's own logger (not in logging's registry)
     if arviz_log is not None and idata.posterior.sizes.get("chain", 1) < 2:
         arviz_log.setLevel(logging.ERROR)  # "Shape validation failed" for one chain
-    table = az.summary(idata, var_names=names, hdi_prob=0.94, round_to="none")
+    kind = "stats" if independent_draws(idata) else "all"
+    table = az.summary(idata, var_names=names, hdi_prob=0.94, round_to="none", kind=kind)
     chains = idata.posterior.sizes.get("chain", 1)
     if chains < 2 and "r_hat" in table:
         table["r_hat"] = np.nan  # R-hat is undefined for one chain
@@ -267,6 +274,7 @@ def fit_record(fit) -> dict[str, Any]:
 def _write_files(folder: Path, fit, *, truth, meta, dpi) -> dict[str, Any]:
     from vaelens import plotting
     from vaelens.infer.convert import clean_attrs
+    from vaelens.infer.diagnostics import reduced_chi2
     from vaelens.io_results import to_jsonable, write_json
 
     idata, map_result, data, spec = fit.idata, fit.map, fit.data, fit.spec
@@ -286,16 +294,16 @@ def _write_files(folder: Path, fit, *, truth, meta, dpi) -> dict[str, Any]:
         best_label = f"lowest-chi2 draw (chain {c}, draw {d})"
     model = render_model(best, data, spec, fit.decoder)
     sigma = np.sqrt(np.asarray(data.variance(model), float))
-    resid = (data.image - model) / sigma
-    n_pix = int(data.mask.sum())
     n_par = int(record.get("num_parameters", 0))
-    chi2 = float(np.sum(resid[data.mask] ** 2))
+    chi2, n_pix, reduced = reduced_chi2(
+        data.image, model, sigma, data.mask, num_parameters=n_par
+    )
     fit_quality = {
         "best_fit": best_label,
         "chi2": chi2,
         "num_pixels": n_pix,
         "num_parameters": n_par,
-        "reduced_chi2": chi2 / max(n_pix - n_par, 1),
+        "reduced_chi2": reduced,
         "chi2_per_pixel": chi2 / max(n_pix, 1),
     }
 
@@ -356,6 +364,7 @@ def _write_files(folder: Path, fit, *, truth, meta, dpi) -> dict[str, Any]:
         source_std=src_std,
         source_extent=src_ext,
         title=title,
+        num_parameters=n_par,
     )
     fig.savefig(folder / "model.png", dpi=dpi)
     truth_scalars = {k: float(v) for k, v in (truth or {}).items() if np.ndim(v) == 0}
@@ -379,7 +388,7 @@ def format_summary(summary: dict[str, Any]) -> str:
     for name, r in summary["parameters"].items():
         rows.append({"parameter": name, **r})
     cols = ["mean", "sd", "hdi_3%", "hdi_97%"]
-    if summary["method"] != "map":
+    if summary["method"] in ("nuts", "hmc"):
         cols += ["r_hat", "ess_bulk", "ess_tail"]
     cols += ["map", "laplace_sd"] + (["truth"] if has_truth else [])
     fit = summary["fit"]

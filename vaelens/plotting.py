@@ -25,6 +25,7 @@ __all__ = [
     "plot_model",
     "plot_corner",
     "plot_trace",
+    "posterior_title",
     "plot_comparison",
     "plot_galaxy_fit",
     "lens_parameter_names",
@@ -148,6 +149,7 @@ def plot_model(
     title: str | None = None,
     units: str = "e-/s",
     source_units: str = "e-/s per source px",
+    num_parameters: int = 0,
 ) -> Figure:
     """Data, model, normalised residuals and (optionally) the source mean and standard deviation.
 
@@ -172,6 +174,10 @@ def plot_model(
         Label of the colour bars of the image panels.
     source_units
         Label of the colour bars of the source panels.
+    num_parameters
+        Number of fitted parameters N_par: the residual panel's title gives the reduced chi^2
+        chi^2 / (N_pix - N_par) over the unmasked pixels
+        (:func:`vaelens.infer.diagnostics.reduced_chi2`).
 
     Returns
     -------
@@ -179,6 +185,8 @@ def plot_model(
         Three to five panels, titled "data", "model", "normalised residual", "source mean",
         "source std".
     """
+    from vaelens.infer.diagnostics import reduced_chi2
+
     data = np.asarray(data, dtype=float)
     model = np.asarray(model, dtype=float)
     sigma = np.broadcast_to(np.asarray(sigma, dtype=float), data.shape)
@@ -186,8 +194,7 @@ def plot_model(
         raise ValueError(f"data {data.shape} and model {model.shape} differ in shape")
     resid = (data - model) / sigma
     inside = np.ones(data.shape, bool) if mask is None else np.asarray(mask, bool)
-    chi2 = float(np.sum(resid[inside] ** 2))
-    n_pix = int(inside.sum())
+    _, _, chi2_nu = reduced_chi2(data, model, sigma, inside, num_parameters=num_parameters)
     panels = 3 + (source_mean is not None) + (source_std is not None)
     fig = Figure(figsize=(3.6 * panels, 3.6), layout="constrained")
     axes = fig.subplots(1, panels, squeeze=False)[0]
@@ -203,7 +210,7 @@ def plot_model(
         extent=extent,
         norm=colors.Normalize(-5, 5),
         cmap=cmap,
-        title=rf"normalised residual ($\chi^2_\nu$={chi2 / max(n_pix, 1):.2f})",
+        title=rf"normalised residual ($\chi^2_\nu$={chi2_nu:.2f})",
         cbar=r"(data - model) / $\sigma$",
     )
     k = 3
@@ -264,14 +271,42 @@ def lens_parameter_names(idata: Any, candidates: Sequence[str] = LENS_PARAMETERS
     return [n for n in candidates if n in post.data_vars and post[n].ndim == 2]
 
 
+def posterior_title(idata: Any) -> str:
+    """What the draws of ``idata`` are, for a figure title.
+
+    A MAP fit's InferenceData (``attrs["method"]`` ``"map_*"``) holds draws of the Laplace
+    approximation at the MAP, not samples of the posterior, and its title says so:
+    "Laplace approximation at the MAP (N draws)". SVI draws are "SVI guide <guide> (N draws)",
+    MCMC output "<METHOD> posterior (C chains x D draws)".
+    """
+    post = idata.posterior
+    chains, draws = int(post.sizes.get("chain", 1)), int(post.sizes.get("draw", 1))
+    method = str(getattr(idata, "attrs", {}).get("method", ""))
+    if method.startswith("map_"):
+        return f"Laplace approximation at the MAP ({chains * draws} draws)"
+    if method.startswith("svi_"):
+        return f"SVI guide {method[4:]} ({chains * draws} draws)"
+    what = f"{method.upper()} posterior" if method else "posterior"
+    return f"{what} ({chains} chain{'s' if chains != 1 else ''} x {draws} draws)"
+
+
+#: Probability mass inside the 1, 2 and 3 sigma contours of a 2-d Gaussian, 1 - exp(-k^2 / 2).
+_SIGMA_LEVELS_2D = tuple(float(1.0 - np.exp(-0.5 * k**2)) for k in (1, 2, 3))
+
+
 def plot_corner(
     idata: Any,
     var_names: Sequence[str] | None = None,
     truths: Mapping[str, float] | None = None,
     *,
     max_draws: int = 4000,
+    title: str | None = None,
 ) -> Figure:
-    """Corner plot (2-d histograms below the diagonal, marginals on it) with truth lines.
+    """Corner plot via ``arviz.plot_pair``: 2-d KDE contours below the diagonal, marginals on it.
+
+    The contours enclose 39.3%, 86.5% and 98.9% of the draws (the 1, 2 and 3 sigma regions of
+    a 2-d Gaussian); each diagonal panel is titled with the median and the 16th-84th percentile
+    interval.
 
     Parameters
     ----------
@@ -281,82 +316,76 @@ def plot_corner(
         Scalar parameters to show; default: the lens parameters present
         (:func:`lens_parameter_names`).
     truths
-        Optional true values, drawn as orange lines and markers.
+        Optional true values, drawn as orange lines (vertical in every panel of a parameter's
+        column, horizontal in its row).
     max_draws
-        Thinning limit on the number of points shown (all draws are used for histograms when
-        fewer).
+        The draws are thinned to at most this many for the density estimates (the percentiles
+        in the titles use all draws).
+    title
+        Figure title; default :func:`posterior_title` (which says when the draws are those of
+        the Laplace approximation of a MAP fit).
 
     Returns
     -------
     matplotlib.figure.Figure
-        An ``n x n`` grid (upper triangle hidden).
+        An ``n x n`` grid whose upper triangle is removed: ``n (n + 1) / 2`` axes.
     """
+    import arviz as az
+
     names = list(var_names) if var_names is not None else lens_parameter_names(idata)
     if not names:
         raise ValueError("no scalar posterior variables to plot")
-    samples = np.stack([np.asarray(idata.posterior[n]).reshape(-1) for n in names], axis=1)
-    if samples.shape[0] > max_draws:
-        samples = samples[:: int(np.ceil(samples.shape[0] / max_draws))]
+    post = idata.posterior
+    samples = np.stack([np.asarray(post[n]).reshape(-1) for n in names], axis=1)
+    n_total = post.sizes.get("chain", 1) * post.sizes.get("draw", 1)
+    step = max(1, int(np.ceil(n_total / max_draws)))
+    thinned = post[names].isel(draw=slice(None, None, step)) if step > 1 else post[names]
     n = len(names)
     size = max(1.7 * n, 4.0)
     fig = Figure(figsize=(size, size), layout="constrained")
-    axes = fig.subplots(n, n, squeeze=False)
+    axes = fig.subplots(n, n, squeeze=False, sharex="col")
+    for i in range(2, n):  # the 2-d panels of a row share y; the marginals have their own
+        for j in range(1, i):
+            axes[i, j].sharey(axes[i, 0])
+    # a KDE needs spread: a single draw or a parameter held fixed is shown as points
+    smooth = samples.shape[0] >= 10 and bool(np.all(np.std(samples, axis=0) > 0))
+    if n == 1:
+        az.plot_dist(samples[:, 0], ax=axes[0, 0], kind="kde" if smooth else "hist", color="C0")
+    else:
+        with az.rc_context(rc={"plot.max_subplots": None}):
+            az.plot_pair(
+                thinned,
+                var_names=names,
+                kind="kde" if smooth else "scatter",
+                marginals=True,
+                ax=axes,
+                show=False,
+                kde_kwargs={
+                    "hdi_probs": list(_SIGMA_LEVELS_2D),
+                    "fill_last": False,
+                    "contourf_kwargs": {"cmap": "Blues"},
+                    "contour_kwargs": {"colors": "k", "linewidths": 0.6},
+                },
+                marginal_kwargs={"kind": "kde" if smooth else "hist", "color": "C0"},
+                scatter_kwargs={"color": "C0", "s": 4},
+            )
     truths = dict(truths or {})
-    bins2d = int(np.clip(np.sqrt(samples.shape[0]) / 2, 10, 40))
-    lo = np.percentile(samples, 0.5, axis=0)
-    hi = np.percentile(samples, 99.5, axis=0)
-    for j, name in enumerate(names):
-        t = truths.get(name)
-        if t is not None and np.isfinite(t):
-            lo[j], hi[j] = min(lo[j], t), max(hi[j], t)
-        pad = 0.05 * (hi[j] - lo[j]) or 1e-6 * (abs(lo[j]) + 1.0)
-        lo[j], hi[j] = lo[j] - pad, hi[j] + pad
     for i in range(n):
-        for j in range(n):
+        for j in range(i + 1):
             ax = axes[i, j]
-            if j > i:
-                ax.set_visible(False)
-                continue
-            if i == j:
-                ax.hist(
-                    samples[:, j],
-                    bins=30,
-                    range=(lo[j], hi[j]),
-                    histtype="stepfilled",
-                    color="C0",
-                    alpha=0.6,
-                )
-                q16, q50, q84 = np.percentile(samples[:, j], [16, 50, 84])
-                for q in (q16, q50, q84):
-                    ax.axvline(q, color="k", ls="--", lw=0.7)
-                ax.set_title(_format_interval(q16, q50, q84), fontsize=8)
-                ax.set_yticks([])
-            else:
-                ax.hist2d(
-                    samples[:, j],
-                    samples[:, i],
-                    bins=bins2d,
-                    range=[[lo[j], hi[j]], [lo[i], hi[i]]],
-                    cmap="Blues",
-                    cmin=1,
-                )
-                ti = truths.get(names[i])
-                if ti is not None and np.isfinite(ti):
-                    ax.axhline(ti, color="C1", lw=1)
-                ax.set_ylim(lo[i], hi[i])
             tj = truths.get(names[j])
             if tj is not None and np.isfinite(tj):
                 ax.axvline(tj, color="C1", lw=1)
-            ax.set_xlim(lo[j], hi[j])
+            ti = truths.get(names[i])
+            if i != j and ti is not None and np.isfinite(ti):
+                ax.axhline(ti, color="C1", lw=1)
             ax.tick_params(labelsize=6)
-            if i == n - 1:
-                ax.set_xlabel(_LABELS.get(names[j], names[j]), fontsize=8)
-            else:
-                ax.set_xticklabels([])
-            if j == 0 and i > 0:
-                ax.set_ylabel(_LABELS.get(names[i], names[i]), fontsize=8)
-            elif j > 0:
-                ax.set_yticklabels([])
+            ax.set_xlabel(_LABELS.get(names[j], names[j]) if i == n - 1 else "", fontsize=8)
+            ax.set_ylabel(_LABELS.get(names[i], names[i]) if j == 0 and i > 0 else "", fontsize=8)
+        q16, q50, q84 = np.percentile(samples[:, i], [16, 50, 84])
+        axes[i, i].set_title(_format_interval(q16, q50, q84), fontsize=8)
+        axes[i, i].set_yticks([])
+    fig.suptitle(posterior_title(idata) if title is None else title, fontsize=10)
     return fig
 
 
@@ -367,7 +396,9 @@ def _format_interval(q16: float, q50: float, q84: float) -> str:
     return f"${q50:.{digits}f}^{{+{q84 - q50:.{digits}f}}}_{{-{q50 - q16:.{digits}f}}}$"
 
 
-def plot_trace(idata: Any, var_names: Sequence[str] | None = None) -> Figure:
+def plot_trace(
+    idata: Any, var_names: Sequence[str] | None = None, *, title: str | None = None
+) -> Figure:
     """Trace plots (marginal density per chain, and draw vs. iteration) via ``arviz.plot_trace``.
 
     Parameters
@@ -376,6 +407,9 @@ def plot_trace(idata: Any, var_names: Sequence[str] | None = None) -> Figure:
         ArviZ InferenceData with a ``posterior`` group.
     var_names
         Scalar parameters; default: the lens parameters present.
+    title
+        Figure title; default :func:`posterior_title` (the draws of a MAP fit are independent
+        draws of its Laplace approximation, so their "trace" shows no chain dynamics).
 
     Returns
     -------
@@ -402,6 +436,7 @@ def plot_trace(idata: Any, var_names: Sequence[str] | None = None) -> Figure:
         for ax in row:
             ax.set_title(_LABELS.get(name, name), fontsize=9)
             ax.tick_params(labelsize=7)
+    fig.suptitle(posterior_title(idata) if title is None else title, fontsize=10)
     return fig
 
 
@@ -413,13 +448,20 @@ def plot_comparison(
     """Per-parameter comparison of the MAP +- Laplace sigma with the posterior mean +- sd.
 
     Each parameter gets its own small panel, with the two estimates as error bars, the truth
-    (when known) as a dashed line, and the difference in units of the combined sigma in the
-    title.
+    (when known) as a dashed line, and the difference Delta = (MAP - mean) / sd in units of the
+    posterior sd in the title: the ``diff_sigma`` (``vaelens compare``) or
+    ``map_minus_mean_sigma`` (:class:`~vaelens.infer.FitComparison`) column of the table when it
+    has one, else the same quantity (:func:`vaelens.infer.compare.difference_in_sd`).
+
+    ``arviz.plot_forest`` draws credible intervals of sample sets on one shared axis; here one
+    side is a point estimate with a Laplace sigma (no draws) and the parameters have different
+    scales, so each parameter gets its own panel of error bars instead.
 
     Parameters
     ----------
     table
-        ``{name: {"map", "map_sd", "mean", "sd", "truth" (optional)}}``, a pandas DataFrame
+        ``{name: {"map", "map_sd", "mean", "sd", "truth" (optional), "diff_sigma"
+        (optional)}}``, a pandas DataFrame
         indexed by name with those columns, or a :class:`vaelens.infer.FitComparison`
         (``map_sigma`` is accepted for ``map_sd``; missing or NaN entries are skipped).
     labels
@@ -457,10 +499,9 @@ def plot_comparison(
         if np.isfinite(truth):
             ax.axhline(truth, color="k", ls="--", lw=1)
         ax.set_xlim(-0.7, 1.7)
-        ax.set_xticks([0, 1], ["BFGS", "NUTS"], fontsize=8)
-        diff = r["map"] - r["mean"]
-        comb = np.hypot(r["map_sd"], r["sd"])
-        sub = f"  ({diff / comb:+.1f}$\\sigma$)" if np.isfinite(diff / comb) and comb > 0 else ""
+        ax.set_xticks([0, 1], [lab.split()[0] for lab in labels], fontsize=8)
+        diff = r["diff_sigma"]
+        sub = f"  ($\\Delta$ = {diff:+.1f} sd)" if np.isfinite(diff) else ""
         ax.set_title(_LABELS.get(name, name) + sub, fontsize=9)
         ax.tick_params(axis="y", labelsize=7)
     for ax in axes[n:]:
@@ -476,10 +517,15 @@ def plot_comparison(
     fig.legend(
         handles=legend, loc="outside upper center", ncol=len(legend), fontsize=8, frameon=False
     )
+    fig.supxlabel(
+        rf"$\Delta$ = (MAP $-$ mean) / sd, in units of the {labels[1].split()[0]} sd", fontsize=8
+    )
     return fig
 
 
 def _comparison_rows(table) -> list[tuple[str, dict[str, float]]]:
+    from vaelens.infer.compare import difference_in_sd
+
     if hasattr(table, "to_dataframe"):  # vaelens.infer.FitComparison
         table = table.to_dataframe()
     if hasattr(table, "iterrows"):
@@ -494,6 +540,13 @@ def _comparison_rows(table) -> list[tuple[str, dict[str, float]]]:
             key: float(r[key]) if r.get(key) is not None else np.nan
             for key in ("map", "map_sd", "mean", "sd", "truth")
         }
+        # the table's own number when it has one, else the same definition
+        diff = r.get("diff_sigma", r.get("map_minus_mean_sigma"))
+        clean["diff_sigma"] = (
+            float(diff)
+            if diff is not None
+            else difference_in_sd(clean["map"], clean["mean"], clean["sd"])
+        )
         out.append((name, clean))
     return out
 
@@ -527,6 +580,8 @@ def plot_galaxy_fit(
     matplotlib.figure.Figure
         Columns "stamp", "decoder model", "normalised residual".
     """
+    from vaelens.infer.diagnostics import reduced_chi2
+
     stamps = np.asarray(stamps, dtype=float)
     models = np.asarray(models, dtype=float)
     if stamps.ndim == 2:
@@ -548,7 +603,7 @@ def plot_galaxy_fit(
         _image_panel(fig, axes[i, 0], stamps[i], extent=ext, norm=norm, title="stamp")
         _image_panel(fig, axes[i, 1], models[i], extent=ext, norm=norm, title="decoder model")
         resid = (stamps[i] - models[i]) / sig[i]
-        chi2 = float(np.mean(resid**2))
+        chi2 = reduced_chi2(stamps[i], models[i], sig[i])[2]  # chi^2 per pixel
         _image_panel(
             fig,
             axes[i, 2],

@@ -25,6 +25,12 @@ def batch_options(args: argparse.Namespace) -> dict:
     return {name: getattr(args, name) for name in OPTIONS if hasattr(args, name)}
 
 
+def _precision(args: argparse.Namespace) -> bool | None:
+    """``--precision``: float64 (True), float32 (False) or auto (None: by each lens's method)."""
+    precision = getattr(args, "precision", "auto")
+    return None if precision == "auto" else precision == "float64"
+
+
 def run(args: argparse.Namespace) -> int:
     """Entry point of ``vaelens batch``."""
     from vaelens.survey import LensCatalogError, fit_catalog, read_catalog
@@ -50,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
             options=options,
             workers=args.workers,
             scheduler=args.scheduler,
-            x64=True if getattr(args, "x64", False) else None,
+            x64=_precision(args),
             jax_cache=args.jax_cache,
             command=getattr(args, "command_line", None),
         )

@@ -10,6 +10,7 @@ and the chi^2 of both best fits. Writes ``comparison.csv``, ``comparison.json`` 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from vaelens.commands._common import cli_error, format_table
+from vaelens.infer.compare import difference_in_sd
 
 #: Parameters shown by default, in this order, when present in both fits.
 DEFAULT_PARAMETERS = ("theta_E", "gamma", "e1", "e2", "center_x", "center_y", "gamma1", "gamma2")
@@ -28,7 +30,11 @@ def comparison_table(
     names: list[str] | None = None,
     truth: dict[str, Any] | None = None,
 ) -> dict[str, dict[str, float]]:
-    """Rows ``{name: {map, map_sd, mean, sd, q16, q50, q84, truth, diff_sigma}}``.
+    """Rows ``{name: {map, map_sd, mean, sd, q16, q50, q84, truth, diff_sigma, sd_ratio}}``.
+
+    ``diff_sigma`` is (MAP - mean) / sd in units of the posterior sd
+    (:func:`vaelens.infer.compare.difference_in_sd`), the number the comparison figure shows;
+    ``sd_ratio`` is the Laplace sigma over the posterior sd.
 
     Parameters
     ----------
@@ -64,12 +70,18 @@ def comparison_table(
             "q84": q84,
             "truth": np.nan,
         }
-        row["diff_sigma"] = (row["map"] - mean) / sd if sd > 0 else np.nan
+        row["diff_sigma"] = difference_in_sd(row["map"], mean, sd)
         row["sd_ratio"] = row["map_sd"] / sd if sd > 0 else np.nan
         if truth and n in truth and np.ndim(truth[n]) == 0:
             row["truth"] = float(truth[n])
         rows[n] = row
     return rows
+
+
+def _same_folder(a: str | Path, b: str | Path) -> bool:
+    """True when two spellings name one folder (after resolving ``..`` and symbolic links)."""
+    pa, pb = Path(a).expanduser().resolve(), Path(b).expanduser().resolve()
+    return pa == pb or os.path.samefile(pa, pb)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -82,6 +94,11 @@ def run(args: argparse.Namespace) -> int:
     for d in (args.map_dir, args.nuts_dir):
         if not Path(d).is_dir():
             raise cli_error(f"fit folder {d} not found")
+    if _same_folder(args.map_dir, args.nuts_dir):
+        raise cli_error(
+            f"{args.map_dir} and {args.nuts_dir} are the same folder: give the output of "
+            "'vaelens fit --method map' first and a sampled fit (nuts, hmc or svi) second"
+        )
     check_output_dir(out, force=args.force)
     _, map_summary = read_fit_folder(args.map_dir)
     posterior, nuts_summary = read_fit_folder(args.nuts_dir)

@@ -3,9 +3,11 @@
 Input: one stamp (a FITS image) or a whole GalSim RealGalaxyCatalog (the catalogue table file;
 detected by its ``GAL_FILENAME`` column). Every stamp is preprocessed like the training data
 (:func:`vaelens.data.preprocess.prepare_stamp`: centred on the light, resampled to the decoder's
-0.03"/px, cropped or padded to 64 x 64, unit flux), the encoder mean starts the fit, and
-:func:`vaelens.infer.galaxy_fit.fit_galaxies` fits ``flux x shift(decoder(z))`` to a batch of
-stamps at once (``jax.vmap``).
+pixel scale ``VAE.pixel_scale`` from its model card, cropped or padded to 64 x 64, unit flux);
+resampling, cropping and padding are reported as warnings, and stamps whose pixels are more than
+``MAX_UPSAMPLING`` times coarser than the decoder's are refused. The encoder mean starts the fit,
+and :func:`vaelens.galaxy.fit_galaxies` fits ``flux x shift(decoder(z))`` to a batch of stamps at
+once (``jax.vmap``).
 
 Writes into ``--out``: ``results.csv`` (per galaxy: ident, flux in data units, chi^2, reduced
 chi^2, iterations, converged), ``latents.npy`` (``(n, 64)`` z), ``stamps.fits`` (HDUs STAMP,
@@ -19,6 +21,7 @@ import argparse
 import logging
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +38,11 @@ from vaelens.commands._common import (
 
 log = logging.getLogger("vaelens")
 
-#: Pixel scale of the decoder's 64 x 64 images (COSMOS), arcsec.
-DECODER_PIXEL_SCALE = 0.03
+#: Side of the decoder's images, pixels.
+STAMP_SIZE = 64
+#: Stamps whose pixels are coarser than this many decoder pixels are refused: the decoder's
+#: pixels would mostly be interpolated, not measured.
+MAX_UPSAMPLING = 4.0
 
 
 def is_catalog(path: Path) -> bool:
@@ -65,7 +71,17 @@ def robust_noise_variance(image: np.ndarray, border: int = 4) -> float:
     return var
 
 
-def read_stamps(args: argparse.Namespace) -> list[dict[str, Any]]:
+def decoder_pixel_scale(vae, kind: str) -> float:
+    """The pixel scale (arcsec) of the decoder's images, from its model card."""
+    if vae.pixel_scale is None:
+        raise cli_error(
+            f"the decoder ({kind}) has no pixel scale: its model card records none, so stamps "
+            "cannot be resampled to it"
+        )
+    return float(vae.pixel_scale)
+
+
+def read_stamps(args: argparse.Namespace, decoder_scale: float) -> list[dict[str, Any]]:
     """The raw stamps to fit: ``[{image, noise_variance, pixel_scale, ident}, ...]``."""
     path = require_file(args.input, "input")
     if is_catalog(path):
@@ -73,6 +89,8 @@ def read_stamps(args: argparse.Namespace) -> list[dict[str, Any]]:
 
         catalog = load_real_galaxy_catalog(path, load_psf=False)
         try:
+            if len(catalog) == 0:
+                raise cli_error(f"catalogue {path} lists no galaxies: nothing to fit")
             n = len(catalog) if args.max_galaxies is None else min(len(catalog), args.max_galaxies)
             return [
                 {
@@ -88,7 +106,15 @@ def read_stamps(args: argparse.Namespace) -> list[dict[str, Any]]:
     image, header = read_fits_image(path, "stamp", parse_hdu(args.hdu))
     if not np.all(np.isfinite(image)):
         raise cli_error(f"stamp {path} has non-finite pixels")
-    scale = args.pixel_scale or header_pixel_scale(header) or DECODER_PIXEL_SCALE
+    scale = args.pixel_scale or header_pixel_scale(header)
+    if scale is None:
+        log.warning(
+            "stamp %s: no pixel scale in its header (PIXSCALE, CD or CDELT) and no --pixel-scale; "
+            "assuming the decoder's %g arcsec/px",
+            path.name,
+            decoder_scale,
+        )
+        scale = decoder_scale
     if args.noise_variance is not None:
         var = args.noise_variance
     elif "NOISEVAR" in header:
@@ -98,21 +124,68 @@ def read_stamps(args: argparse.Namespace) -> list[dict[str, Any]]:
     return [{"image": image, "noise_variance": var, "pixel_scale": scale, "ident": path.stem}]
 
 
-def prepare(stamps: list[dict[str, Any]], seed: int) -> dict[str, np.ndarray]:
-    """Preprocess stamps to 64 x 64 unit-flux images at the decoder's pixel scale."""
+def preparation_notes(stamp: dict[str, Any], target_scale: float) -> list[str]:
+    """What :func:`prepare` does to a stamp besides centring and normalising, in words.
+
+    Raises a CLI error when the stamp's pixels are too coarse for the decoder.
+    """
+    scale = float(stamp["pixel_scale"])
+    shape = stamp["image"].shape
+    notes = []
+    if not np.isclose(scale, target_scale):
+        factor = scale / target_scale  # output pixels per input pixel
+        if factor > MAX_UPSAMPLING:
+            raise cli_error(
+                f"stamp {stamp['ident']}: its pixels ({scale:g} arcsec) are {factor:.1f} times "
+                f"coarser than the decoder's ({target_scale:g} arcsec); resampling by more than "
+                f"{MAX_UPSAMPLING:g} would interpolate most of the decoder's pixels"
+            )
+        notes.append(f"resampled from {scale:g} to the decoder's {target_scale:g} arcsec/px")
+        shape = tuple(max(int(round(n * factor)), 2) for n in shape)
+    size = (STAMP_SIZE, STAMP_SIZE)
+    if tuple(shape) != size:
+        ny, nx = shape
+        if ny >= STAMP_SIZE and nx >= STAMP_SIZE:
+            what = "cropped about the light centre"
+        elif ny <= STAMP_SIZE and nx <= STAMP_SIZE:
+            what = "padded with noise"
+        else:
+            what = "cropped and padded with noise"
+        notes.append(f"{what} from {ny} x {nx} to {STAMP_SIZE} x {STAMP_SIZE} px")
+    return notes
+
+
+def prepare(stamps: list[dict[str, Any]], seed: int, target_scale: float) -> dict[str, np.ndarray]:
+    """Preprocess stamps to 64 x 64 unit-flux images at the decoder's pixel scale.
+
+    Resampling, cropping and padding are logged as warnings (per stamp for one stamp, as counts
+    for a catalogue).
+    """
     from vaelens.data.preprocess import prepare_stamp
 
+    if not stamps:
+        raise cli_error("no galaxy stamps to fit")
+    notes = [preparation_notes(s, target_scale) for s in stamps]
+    if len(stamps) == 1:
+        for note in notes[0]:
+            log.warning("stamp %s: %s", stamps[0]["ident"], note)
+    else:
+        for note, count in Counter(n for ns in notes for n in ns).items():
+            log.warning("%d of %d stamps %s", count, len(stamps), note)
     rng = np.random.default_rng(seed)
     images, variances, fluxes = [], [], []
     for s in stamps:
-        p = prepare_stamp(
-            s["image"],
-            s["noise_variance"],
-            64,
-            rng=rng,
-            pixel_scale=s["pixel_scale"],
-            target_pixel_scale=DECODER_PIXEL_SCALE,
-        )
+        try:
+            p = prepare_stamp(
+                s["image"],
+                s["noise_variance"],
+                STAMP_SIZE,
+                rng=rng,
+                pixel_scale=s["pixel_scale"],
+                target_pixel_scale=target_scale,
+            )
+        except ValueError as err:  # NaN pixels, no positive flux, bad variance
+            raise cli_error(f"stamp {s['ident']}: {err}") from None
         images.append(np.asarray(p.image, np.float64))
         variances.append(float(p.noise_variance))
         fluxes.append(float(p.flux))
@@ -128,7 +201,7 @@ def fit_batches(vae, prepared: dict[str, np.ndarray], steps: int, batch_size: in
     import jax.numpy as jnp
     from tqdm.auto import tqdm
 
-    from vaelens.infer.galaxy_fit import fit_galaxies
+    from vaelens.galaxy import fit_galaxies
 
     decoder = vae.decoder_function()
     images, var = prepared["images"], prepared["noise_variance"]
@@ -161,9 +234,10 @@ def run(args: argparse.Namespace) -> int:
 
     check_output_dir(args.out, force=args.force)
     t0 = time.perf_counter()
-    stamps = read_stamps(args)
-    prepared = prepare(stamps, args.seed)
     vae, kind = load_vae()
+    scale = decoder_pixel_scale(vae, kind)
+    stamps = read_stamps(args, scale)
+    prepared = prepare(stamps, args.seed, scale)
     t1 = time.perf_counter()
     res = fit_batches(vae, prepared, args.steps)
     t_fit = time.perf_counter() - t1
@@ -202,7 +276,7 @@ def run(args: argparse.Namespace) -> int:
             ("RESIDUAL", resid),
         ):
             hdu = fits.ImageHDU(np.asarray(cube, np.float32), name=name)
-            hdu.header["PIXSCALE"] = DECODER_PIXEL_SCALE
+            hdu.header["PIXSCALE"] = scale
             hdus.append(hdu)
         fits.HDUList(hdus).writeto(tmp / "stamps.fits")
         write_json(tmp / "summary.json", summary)
@@ -211,7 +285,7 @@ def run(args: argparse.Namespace) -> int:
             prepared["images"],
             res["model"],
             np.sqrt(prepared["noise_variance"]),
-            pixel_scale=DECODER_PIXEL_SCALE,
+            pixel_scale=scale,
             titles=titles,
         )
         fig.savefig(tmp / "galaxy_fit.png", dpi=90)

@@ -1,4 +1,9 @@
-"""``vaelens info``: package versions, the pretrained model card and the JAX devices."""
+"""``vaelens info``: package versions, the pretrained model card and the JAX devices.
+
+File-system paths inside the card's text (a training command's ``--catalog`` or ``--out``, say)
+are shown by their last component only: they name folders of the machine the weights were
+trained on, which mean nothing elsewhere.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,9 @@ import argparse
 import importlib.metadata
 import json
 import platform
+import re
 import sys
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -48,22 +55,56 @@ def model_card() -> dict[str, Any] | None:
         return {"error": f"unreadable model card {cards[0].name}: {err}"}
 
 
+#: A path token: ``/a/b``, ``~/a``, ``./a`` or ``../a/b`` (also Windows ``C:\a``), not preceded
+#: by a word character, so that units such as ``arcsec/px`` or ``galaxies/s`` are left alone.
+_PATH = re.compile(r"(?<![\w./~\\-])(?:~|\.{1,2}|[A-Za-z]:)?[/\\][^\s\"',;()\[\]{}]+")
+
+
+def strip_paths(text: str) -> str:
+    """``text`` with every absolute or ``./``, ``../``, ``~/`` path cut to its last component.
+
+    >>> strip_paths("--catalog /data/cosmos/cat.fits --out ../runs/vae_run/")
+    '--catalog cat.fits --out vae_run'
+    """
+
+    def last(match: re.Match[str]) -> str:
+        parts = [p for p in re.split(r"[/\\]", match.group(0)) if p not in ("", ".", "..", "~")]
+        return parts[-1] if parts else ""
+
+    return _PATH.sub(last, text)
+
+
 def _card_lines(card: dict[str, Any] | None) -> list[str]:
     if card is None:
         return ["  (no pretrained weights installed: a random-weight decoder is used)"]
+    return _dict_lines(card, indent=2)
+
+
+def _dict_lines(block: dict[str, Any], indent: int, depth: int = 0) -> list[str]:
+    """Nested dicts as indented lines, three levels deep; deeper values as one short JSON line."""
+    pad = " " * indent
     lines = []
-    for key, value in card.items():
-        if isinstance(value, dict):
-            lines.append(f"  {key}:")
-            for k2, v2 in value.items():
-                lines.append(f"    {k2}: {_short(v2)}")
+    for key, value in block.items():
+        if key == "history" and isinstance(value, list):
+            lines.append(f"{pad}history: {len(value)} epochs (per-epoch metrics, in the card file)")
+        elif isinstance(value, dict) and depth < 2:
+            lines.append(f"{pad}{key}:")
+            lines += _dict_lines(value, indent + 2, depth + 1)
+        elif isinstance(value, str):
+            lines += textwrap.wrap(
+                strip_paths(value),
+                width=100,
+                initial_indent=f"{pad}{key}: ",
+                subsequent_indent=pad + "    ",
+                break_on_hyphens=False,
+            ) or [f"{pad}{key}: "]
         else:
-            lines.append(f"  {key}: {_short(value)}")
+            lines.append(f"{pad}{key}: {_short(value)}")
     return lines
 
 
 def _short(value: Any, width: int = 90) -> str:
-    text = json.dumps(value) if not isinstance(value, str) else value
+    text = strip_paths(json.dumps(value))
     return text if len(text) <= width else text[: width - 3] + "..."
 
 

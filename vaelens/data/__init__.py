@@ -1,16 +1,17 @@
 """Galaxy data: real-galaxy catalogues, preprocessing to training stamps, synthetic galaxies.
 
-This is the bottom layer of vaelens: it depends on numpy, scipy, astropy and jax, never on
-:mod:`vaelens.lensing`, :mod:`vaelens.vae`, numpyro or flax.
+This is the bottom layer of vaelens: it depends on numpy, scipy, astropy and jax, on
+:mod:`vaelens.lensing` only inside functions that need it (the pixel grid of
+:class:`ImageData`, the Sersic ``b_n`` of the synthetic galaxies), never on :mod:`vaelens.vae`,
+numpyro or flax.
 """
 
 from vaelens.data.augment import (
     add_noise,
     augment,
     dihedral,
-    random_dihedral_jax,
+    random_dihedral,
     random_shift_jax,
-    shift_jax,
 )
 from vaelens.data.catalog import (
     CatalogError,
@@ -46,11 +47,10 @@ __all__ = [
     "load_training_stamps",
     "make_synthetic_galaxies",
     "prepare_stamp",
-    "random_dihedral_jax",
+    "random_dihedral",
     "random_shift_jax",
-    "shift_jax",
     "split_by_id",
 ]
-from vaelens.data.image_data import ImageData  # noqa: E402  (owned by the inference helper)
+from vaelens.data.image_data import ImageData  # noqa: E402
 
 __all__ += ["ImageData"]

@@ -1,9 +1,13 @@
-"""Data augmentation of galaxy stamps: flips, rotations, sub-pixel shifts, fresh noise.
+"""Data augmentation of galaxy stamps: the dihedral group D4, rotations, shifts, fresh noise.
 
-Two flavours with explicit randomness: numpy functions taking a ``numpy.random.Generator`` (or a
-seed / JAX key) for the data pipeline, and pure JAX functions taking a ``jax.random`` key for use
-inside jitted training steps. All operate on batches ``(n, ny, nx)`` and conserve flux (arbitrary
-rotations up to the corners that leave the stamp).
+Galaxy images have no preferred orientation or handedness, so a stamp may be mapped by any of
+the 8 symmetries of the square (:func:`dihedral`: 4 quarter turns, each optionally mirrored;
+exact, no interpolation). Two flavours with explicit randomness: :func:`augment` and
+:func:`add_noise` for the numpy data pipeline (a ``numpy.random.Generator``, seed or JAX key),
+and pure JAX functions taking a ``jax.random`` key for jitted training steps
+(:func:`random_dihedral`, :func:`random_shift_jax`). All operate on batches ``(n, ny, nx)`` and
+conserve flux (arbitrary rotations up to the corners that leave the stamp). Sub-pixel shifts use
+:func:`vaelens.data.preprocess.fourier_shift`.
 """
 
 from __future__ import annotations
@@ -15,25 +19,43 @@ import jax.numpy as jnp
 import numpy as np
 from scipy import ndimage
 
-from vaelens.data.preprocess import as_generator
+from vaelens.data.preprocess import as_generator, fourier_shift
 
 __all__ = [
     "add_noise",
     "augment",
     "dihedral",
-    "random_dihedral_jax",
+    "random_dihedral",
     "random_shift_jax",
-    "shift_jax",
 ]
 
 
-def dihedral(image: np.ndarray, k: int) -> np.ndarray:
-    """Element ``k`` (0..7) of the dihedral group D4 acting on the last two axes.
+def _d4_element(r: int, flip: bool):
+    def apply(image: jax.Array) -> jax.Array:
+        out = jnp.rot90(image, r, axes=(-2, -1))
+        return jnp.flip(out, axis=-1) if flip else out
 
-    ``k % 4`` counter-clockwise quarter turns, followed by a left-right flip when ``k >= 4``.
+    return apply
+
+
+_D4 = [_d4_element(k % 4, k >= 4) for k in range(8)]
+
+
+def dihedral(image: Any, k: Any) -> jax.Array:
+    """Element ``k`` (0..7) of the dihedral group D4 acting on the last two axes (pure JAX).
+
+    ``k % 4`` counter-clockwise quarter turns (``rot90``), followed by a left-right flip when
+    ``k >= 4``. ``k`` may be a traced integer (``lax.switch``), so ``jax.vmap(dihedral)`` maps
+    each image of a batch by its own element. Exact: pixels are only permuted.
+
+    Parameters
+    ----------
+    image : array_like
+        ``(..., ny, nx)`` images (numpy or JAX; square for the quarter turns of a batch).
+    k : int or integer array (scalar)
+        Group element.
     """
-    out = np.rot90(image, k % 4, axes=(-2, -1))
-    return out[..., ::-1] if k >= 4 else out
+    return jax.lax.switch(jnp.asarray(k, jnp.int32), _D4, jnp.asarray(image))
 
 
 def add_noise(images: np.ndarray, sigma: float | np.ndarray, rng: Any) -> np.ndarray:
@@ -84,41 +106,33 @@ def augment(
     k = k + (4 * rng.integers(0, 2, size=n) if flips else 0)
     angles = rng.uniform(0.0, 360.0, size=n) if rotate else None
     shifts = rng.uniform(-max_shift, max_shift, size=(n, 2)) if max_shift > 0 else None
-    out = np.empty_like(images)
-    for i in range(n):
-        img = dihedral(images[i], int(k[i]))
-        if angles is not None:
-            img = ndimage.rotate(img, angles[i], reshape=False, order=3, mode="constant")
-        if shifts is not None:
-            ft = ndimage.fourier_shift(np.fft.fft2(img), shifts[i])
-            img = np.fft.ifft2(ft).real
-        out[i] = img
+    out = np.array(jax.vmap(dihedral)(images, jnp.asarray(k)), dtype=images.dtype)
+    if angles is not None:
+        for i in range(n):
+            out[i] = ndimage.rotate(out[i], angles[i], reshape=False, order=3, mode="constant")
+    if shifts is not None:
+        out = np.asarray(fourier_shift(out, shifts[:, 0], shifts[:, 1]), dtype=images.dtype)
     if noise_sigma is not None:
         out = add_noise(out, noise_sigma, rng)
     return out
 
 
-def random_dihedral_jax(key: jax.Array, images: jax.Array) -> jax.Array:
-    """Apply an independent random D4 symmetry to each image of a batch (pure JAX, jit-able)."""
-    variants = []
-    for k in range(8):
-        v = jnp.rot90(images, k % 4, axes=(-2, -1))
-        variants.append(v[..., ::-1] if k >= 4 else v)
-    stack = jnp.stack(variants, axis=0)  # (8, n, ny, nx)
-    choice = jax.random.randint(key, (images.shape[0],), 0, 8)
-    return stack[choice, jnp.arange(images.shape[0])]
+def random_dihedral(
+    key: jax.Array, images: jax.Array, variances: jax.Array | None = None
+) -> tuple[jax.Array, jax.Array | None]:
+    """Map each image of a ``(B, ny, nx)`` batch by a random D4 element (pure JAX, jit-able).
 
-
-def shift_jax(images: jax.Array, shifts: jax.Array) -> jax.Array:
-    """Shift each image by ``shifts[i] = (dy, dx)`` pixels with a Fourier phase ramp (periodic)."""
-    ny, nx = images.shape[-2:]
-    ky = jnp.fft.fftfreq(ny)[:, None]
-    kx = jnp.fft.fftfreq(nx)[None, :]
-    phase = jnp.exp(-2j * jnp.pi * (shifts[:, 0, None, None] * ky + shifts[:, 1, None, None] * kx))
-    return jnp.fft.ifft2(jnp.fft.fft2(images) * phase).real.astype(images.dtype)
+    Per-pixel variance maps ``(B, ny, nx)`` get the same element; per-image variances ``(B,)``
+    (or None) are returned unchanged.
+    """
+    k = jax.random.randint(key, (images.shape[0],), 0, 8)
+    out = jax.vmap(dihedral)(images, k)
+    if variances is not None and jnp.ndim(variances) == 3:
+        variances = jax.vmap(dihedral)(variances, k)
+    return out, variances
 
 
 def random_shift_jax(key: jax.Array, images: jax.Array, max_shift: float) -> jax.Array:
     """Random sub-pixel shifts uniform in [-max_shift, max_shift] per axis (pure JAX)."""
     shifts = jax.random.uniform(key, (images.shape[0], 2), minval=-max_shift, maxval=max_shift)
-    return shift_jax(images, shifts)
+    return fourier_shift(images, shifts[:, 0], shifts[:, 1]).astype(images.dtype)

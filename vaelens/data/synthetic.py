@@ -38,7 +38,7 @@ import numpy as np
 from scipy import fft as sp_fft
 from scipy import optimize, special
 
-__all__ = ["GALAXY_CLASSES", "hst_like_psf", "make_synthetic_galaxies", "sersic_b"]
+__all__ = ["GALAXY_CLASSES", "hst_like_psf", "make_synthetic_galaxies"]
 
 logger = logging.getLogger(__name__)
 
@@ -51,13 +51,11 @@ _CORE_BOX = 16  # pixels around a profile centre integrated on a sub-pixel grid
 _BLOCK = 256
 
 
-def sersic_b(n: np.ndarray | float) -> np.ndarray:
-    """Sersic ``b_n`` such that ``R_e`` encloses half the light.
+def _sersic_b_n(n: np.ndarray) -> np.ndarray:
+    """:func:`vaelens.lensing.light.sersic.sersic_b_n` (the package's one ``b_n``) as numpy."""
+    from vaelens.lensing.light.sersic import sersic_b_n
 
-    Exact solution of ``gamma(2n, b_n) = Gamma(2n) / 2`` (Ciotti & Bertin 1999, eq. 4) via the
-    inverse regularised incomplete gamma function.
-    """
-    return special.gammaincinv(2.0 * np.asarray(n, dtype=np.float64), 0.5)
+    return np.asarray(sersic_b_n(np.asarray(n, dtype=np.float32)), dtype=np.float64)
 
 
 def _airy(r_over_ld: np.ndarray, obscuration: float) -> np.ndarray:
@@ -315,7 +313,7 @@ def _sersic_batch(
     np.log(img, out=img)
     img *= (0.5 / n_s).astype(f32)[:, None, None]
     np.exp(img, out=img)
-    img *= -sersic_b(n_s).astype(f32)[:, None, None]
+    img *= -_sersic_b_n(n_s).astype(f32)[:, None, None]
     np.exp(img, out=img)
     if normalize:
         img /= img.sum(axis=(1, 2), keepdims=True)

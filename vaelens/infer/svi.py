@@ -197,7 +197,8 @@ def svi(
             RuntimeWarning,
             stacklevel=2,
         )
-    draws = g.sample_posterior(k_draw, result.params, sample_shape=(num_samples,))
+    with jax.numpy_rank_promotion("allow"):  # NumPyro broadcasts loc (d,) over (n, d) draws
+        draws = g.sample_posterior(k_draw, result.params, sample_shape=(num_samples,))
     samples = {k: np.asarray(draws[k])[None] for k in init.unconstrained}
     idata = to_inference_data(
         model,

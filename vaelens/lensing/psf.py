@@ -67,6 +67,7 @@ def convolve_psf(image, kernel, normalize: bool = True):
     kfft = _kernel_fft(kernel, k_np, (ly, lx), (cy, cx), dtype, normalize)
     pad = [(0, 0)] * (image.ndim - 2) + [(0, ly - ny), (0, lx - nx)]
     ipad = jnp.pad(image.astype(dtype), pad)
+    kfft = kfft.reshape((1,) * (image.ndim - 2) + kfft.shape)  # over any batch axes
     out = jnp.fft.irfft2(jnp.fft.rfft2(ipad) * kfft, s=(ly, lx))
     return out[..., :ny, :nx]
 

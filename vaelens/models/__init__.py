@@ -7,7 +7,7 @@
 """
 
 from vaelens.models.decoder import Decoder, default_decoder, resolve_decoder
-from vaelens.models.galaxy import NATIVE_PIXEL_SCALE, galaxy_model
+from vaelens.models.galaxy import galaxy_model
 from vaelens.models.lens import (
     LensComponents,
     lens_components,
@@ -29,7 +29,6 @@ from vaelens.models.spec import LensSpec
 from vaelens.models.toy import blob_decoder
 
 __all__ = [
-    "NATIVE_PIXEL_SCALE",
     "Decoder",
     "GalaxyPriors",
     "LensComponents",

@@ -7,9 +7,10 @@ Generative model (:func:`galaxy_model`)::
     model  = PSF * galaxy
     obs    ~ Normal(model, sqrt(noise_variance))   on unmasked pixels
 
-The decoder's native pixel scale is 0.03 arcsec (COSMOS); a stamp at that scale and the default
-size and angle reproduces ``flux * decoder(z)`` pixel for pixel (the bicubic interpolation is
-exact at the source's own pixel centres).
+The decoder's native pixel scale is that of its training images (``VAE.pixel_scale``, read from
+the model card; by default the shipped VAE's); a stamp at that scale and the default size and
+angle reproduces ``flux * decoder(z)`` pixel for pixel (the bicubic interpolation is exact at the
+source's own pixel centres).
 """
 
 from __future__ import annotations
@@ -22,10 +23,7 @@ import numpyro.distributions as dist
 from vaelens.models.decoder import Decoder, resolve_decoder
 from vaelens.models.priors import GalaxyPriors
 
-__all__ = ["galaxy_model", "NATIVE_PIXEL_SCALE"]
-
-#: Pixel scale (arcsec) of the VAE training stamps.
-NATIVE_PIXEL_SCALE = 0.03
+__all__ = ["galaxy_model"]
 
 
 def galaxy_model(
@@ -34,7 +32,8 @@ def galaxy_model(
     decoder: Decoder | None = None,
     *,
     priors: GalaxyPriors | None = None,
-    pixel_scale: float = NATIVE_PIXEL_SCALE,
+    pixel_scale: float | None = None,
+    native_pixel_scale: float | None = None,
     psf=None,
     mask=None,
     save_model_image: bool = True,
@@ -52,7 +51,11 @@ def galaxy_model(
     priors
         :class:`GalaxyPriors`; by default the flux prior is centred on the pixel sum.
     pixel_scale
-        Arcsec per stamp pixel; the stamp grid is centred on the image.
+        Arcsec per stamp pixel (default: ``native_pixel_scale``); the stamp grid is centred on
+        the image.
+    native_pixel_scale
+        Arcsec per pixel of the decoded images, ``vae.pixel_scale`` of the decoder's VAE
+        (default: the shipped VAE's, from its model card).
     psf
         Optional PSF kernel (unit sum) convolved with the model.
     mask
@@ -70,20 +73,26 @@ def galaxy_model(
 
     priors = GalaxyPriors() if priors is None else priors
     decoder = resolve_decoder(decoder)
+    if native_pixel_scale is None:
+        from vaelens.vae.weights import pretrained_pixel_scale
+
+        native_pixel_scale = pretrained_pixel_scale()
+    native_pixel_scale = float(native_pixel_scale)
+    pixel_scale = native_pixel_scale if pixel_scale is None else float(pixel_scale)
     image_np = np.asarray(image, dtype=float)
-    grid = PixelGrid(image_np.shape, float(pixel_scale))
+    grid = PixelGrid(image_np.shape, pixel_scale)
     x, y = grid.coordinates()
     flux_guess = float(max(np.nansum(image_np), 1e-12))
-    dists = priors.distributions(flux_guess, native_size=64 * NATIVE_PIXEL_SCALE)
+    n = 64  # side of the decoded images (see vaelens.models.decoder.Decoder)
+    dists = priors.distributions(flux_guess, native_size=n * native_pixel_scale)
     params = {name: numpyro.sample(name, d) for name, d in dists.items()}
     unit = decoder(params["z"])
-    n = unit.shape[-1]
-    native = n * NATIVE_PIXEL_SCALE
+    native = unit.shape[-1] * native_pixel_scale
     size = params.get("size", native)
     angle = params.get("angle", 0.0)
     numpyro.deterministic("source", params["flux"] * unit)
     # surface brightness amp * unit per arcsec^2 of source pixels (size/n)^2 -> total = flux
-    amp = params["flux"] / (size / n) ** 2
+    amp = params["flux"] / (size / unit.shape[-1]) ** 2
     src = PixelatedSource(unit, params["center_x"], params["center_y"], size, angle, amp)
     model = src.surface_brightness(jnp.asarray(x), jnp.asarray(y)) * grid.pixel_area
     if psf is not None:

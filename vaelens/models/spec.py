@@ -8,7 +8,6 @@ origin (the image centre unless the header's ``RA0``/``DEC0`` place it elsewhere
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Literal
 
 import numpy as np
@@ -25,14 +24,11 @@ TYPICAL_MAGNIFICATION = 10.0
 GAMMA_LIMITS = (1.2, 2.8)
 
 
-def _sersic_total_factor(n: float, r: float) -> float:
-    """Total flux of a round Sersic profile of unit surface brightness at ``R_sersic = r``.
+def _unit_sersic_flux(n: float, r: float) -> float:
+    """Total flux of a Sersic profile of unit surface brightness at ``R_sersic = r``."""
+    from vaelens.lensing.light.sersic import sersic_total_flux
 
-    ``L = 2 pi n r^2 e^b b^(-2n) Gamma(2n)`` with ``b ~ 2n - 1/3 + 4/(405 n)`` (Ciotti &
-    Bertin 1999, A&A 352, 447).
-    """
-    b = 2.0 * n - 1.0 / 3.0 + 4.0 / (405.0 * n)
-    return 2.0 * math.pi * n * r**2 * math.exp(b) * b ** (-2.0 * n) * math.gamma(2.0 * n)
+    return float(sersic_total_flux(1.0, r, n))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -164,11 +160,11 @@ class LensSpec:
         source_flux = (0.5 if include_lens_light else 1.0) * flux / TYPICAL_MAGNIFICATION
         light = LensLightPriors()
         light = dataclasses.replace(
-            light, amp=0.5 * flux / _sersic_total_factor(4.0, light.R_sersic)
+            light, amp=0.5 * flux / _unit_sersic_flux(4.0, light.R_sersic)
         )
         sersic = SersicPriors()
         sersic = dataclasses.replace(
-            sersic, amp=source_flux / _sersic_total_factor(1.5, sersic.R_sersic)
+            sersic, amp=source_flux / _unit_sersic_flux(1.5, sersic.R_sersic)
         )
         lens = LensPriors()
         if theta_E is not None:
@@ -208,3 +204,35 @@ class LensSpec:
             is_config = dataclasses.is_dataclass(value)
             out[field.name] = dataclasses.asdict(value) if is_config else value
         return out
+
+    @classmethod
+    def from_dict(cls, data: dict) -> LensSpec:
+        """The specification described by :meth:`to_dict` (e.g. the ``spec`` of a fit's
+        ``summary.json``).
+
+        Raises
+        ------
+        ValueError
+            ``data`` is not a mapping, or has a key that is not a field of the class or of the
+            prior configurations (the message names it).
+        """
+        if not isinstance(data, dict):
+            raise ValueError(f"a LensSpec description must be a dict, got {type(data).__name__}")
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - set(fields))
+        if unknown:
+            raise ValueError(f"unknown LensSpec fields: {', '.join(unknown)}")
+        defaults, kwargs = cls(), {}
+        for name, value in data.items():
+            default = getattr(defaults, name)
+            if dataclasses.is_dataclass(default):
+                if not isinstance(value, dict):
+                    raise ValueError(f"LensSpec field {name!r} must be a dict, got {value!r}")
+                config = type(default)
+                known = {f.name for f in dataclasses.fields(config)}
+                bad = sorted(set(value) - known)
+                if bad:
+                    raise ValueError(f"unknown {config.__name__} fields: {', '.join(bad)}")
+                value = config(**value)
+            kwargs[name] = value
+        return cls(**kwargs)

@@ -1,7 +1,8 @@
 """Flax nnx beta-VAE whose decoder is the source-galaxy model of vaelens.
 
 Public names: :class:`VAE`, :class:`VAEConfig`, :func:`load_pretrained`, :func:`train`,
-:func:`save_weights`, :func:`load_weights`. Images are 64x64, unit total flux, 0.03 arcsec/px.
+:func:`save_weights`, :func:`load_weights`. Images are 64x64, unit total flux, at the pixel
+scale of the model card (:attr:`VAE.pixel_scale`).
 """
 
 from vaelens.vae.config import VAEConfig

@@ -52,6 +52,10 @@ class VAEConfig:
         Noise floor (standard deviation, in units of ``intensity_scale`` x unit-flux pixel values)
         added in quadrature to the per-pixel noise of the training images in the Gaussian
         likelihood; it is the whole noise of noise-free synthetic images.
+    pixel_scale
+        Pixel scale of the training images in arcsec, i.e. of the decoded images; None when
+        unknown. :func:`vaelens.vae.load_weights` fills it from the model card's ``data``
+        section when the card's config does not record it.
     """
 
     image_size: int = 64
@@ -68,6 +72,7 @@ class VAEConfig:
     normalize_flux: bool = True
     beta: float = 1.0
     sigma_floor: float = 0.05
+    pixel_scale: float | None = None
 
     def __post_init__(self) -> None:
         expected = self.base_size * 2 ** len(self.decoder_channels) * self.pixel_shuffle
@@ -80,6 +85,10 @@ class VAEConfig:
             raise ValueError("image_size must be divisible by 2**len(encoder_channels)")
         if self.latent_dim < 1 or self.intensity_scale <= 0 or self.sigma_floor <= 0:
             raise ValueError("latent_dim, intensity_scale and sigma_floor must be positive")
+        if self.pixel_scale is not None and not self.pixel_scale > 0:
+            raise ValueError(
+                f"pixel_scale must be positive (arcsec) or None, got {self.pixel_scale}"
+            )
 
     @classmethod
     def default(cls) -> VAEConfig:

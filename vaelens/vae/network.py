@@ -12,8 +12,9 @@ batches (batch folded into the matmul rows).
 A softplus keeps the image non-negative and, by default, the image is divided by its pixel sum.
 
 Image convention (both directions): images are normalised like the training stamps -- centred on
-the light, total flux (pixel sum) ~= 1, at the pixel scale of the training data (COSMOS, 0.03
-arcsec/px, so a 64 x 64 stamp spans 1.92 arcsec). The internal intensity scaling is hidden here.
+the light, total flux (pixel sum) ~= 1, at the pixel scale of the training data
+(:attr:`VAE.pixel_scale`, read from the model card; COSMOS for the shipped model). The internal
+intensity scaling is hidden here.
 
 References
 ----------
@@ -89,7 +90,7 @@ def conv3x3_same(x: jax.Array, conv: nnx.Conv) -> jax.Array:
     )
     out = out.reshape(b, h, w, c_out)
     if conv.bias is not None:
-        out = out + conv.bias[...]
+        out = out + conv.bias[...][None, None, None, :]
     return out
 
 
@@ -124,7 +125,7 @@ def upsample_conv3x3_same(x: jax.Array, conv: nnx.Conv) -> jax.Array:
     out = jnp.stack(phases, axis=1).reshape(b, h, w, 2, 2, c_out)
     out = out.transpose(0, 1, 3, 2, 4, 5).reshape(b, 2 * h, 2 * w, c_out)
     if conv.bias is not None:
-        out = out + conv.bias[...]
+        out = out + conv.bias[...][None, None, None, :]
     return out
 
 
@@ -233,6 +234,11 @@ class VAE(nnx.Module):
         self.config = config
         self.encoder = Encoder(config, rngs=rngs)
         self.decoder = Decoder(config, rngs=rngs)
+
+    @property
+    def pixel_scale(self) -> float | None:
+        """Pixel scale of the decoded images in arcsec (``config.pixel_scale``; None if unknown)."""
+        return self.config.pixel_scale
 
     def encode(self, images: jax.Array) -> tuple[jax.Array, jax.Array]:
         """Posterior parameters of ``z`` for images of shape ``(..., 64, 64)``.

@@ -29,7 +29,7 @@ import optax
 from flax import nnx
 from tqdm.auto import tqdm
 
-from vaelens.vae.augment import random_dihedral
+from vaelens.data.augment import random_dihedral
 from vaelens.vae.config import VAEConfig
 from vaelens.vae.loss import vae_loss
 from vaelens.vae.network import VAE
@@ -65,7 +65,7 @@ class TrainResult:
     settings
         The training settings (JSON-serialisable), as stored in the checkpoint.
     train_seconds
-        Wall time of all epochs, summed over interrupted and resumed sessions.
+        Wall time of all epochs, summed over interrupted and resumed runs.
     """
 
     model: VAE

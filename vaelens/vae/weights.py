@@ -9,6 +9,7 @@ metrics, the training time, package versions and the SHA-256 of the weights file
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import hashlib
 import json
@@ -29,9 +30,11 @@ __all__ = [
     "PRETRAINED_NAME",
     "WeightsError",
     "card_path",
+    "card_pixel_scale",
     "file_sha256",
     "load_model_card",
     "load_pretrained",
+    "pretrained_pixel_scale",
     "load_state",
     "load_weights",
     "save_state",
@@ -182,7 +185,7 @@ def save_weights(
         "n_decoder_parameters": sum(
             int(np.size(x)) for x in jax.tree.leaves(nnx.state(model.decoder, nnx.Param))
         ),
-        "image_convention": "unit total flux (pixel sum 1), 64x64, 0.03 arcsec/px (COSMOS)",
+        "image_convention": _image_convention(model.config),
         "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "versions": _versions(),
     }
@@ -191,6 +194,39 @@ def save_weights(
     full["size_bytes"] = path.stat().st_size
     card_path(path).write_text(json.dumps(full, indent=2, sort_keys=False) + "\n")
     return full
+
+
+def _image_convention(config: VAEConfig) -> str:
+    n = config.image_size
+    scale = "" if config.pixel_scale is None else f", {config.pixel_scale:g} arcsec/px"
+    return f"unit total flux (pixel sum 1), {n}x{n}{scale}"
+
+
+def card_pixel_scale(card: dict[str, Any]) -> float | None:
+    """Pixel scale (arcsec) of the decoded images recorded in a model card, or None.
+
+    Read from ``card["config"]["pixel_scale"]`` if set, else from the ``pixel_scale`` entries of
+    the card's ``data`` section (``data["pixel_scale"]`` or ``data[<set>]["pixel_scale"]``).
+
+    Raises
+    ------
+    WeightsError
+        If the card records different pixel scales.
+    """
+    found = {}
+    config_scale = card.get("config", {}).get("pixel_scale")
+    if config_scale is not None:
+        found["config"] = float(config_scale)
+    data = card.get("data", {})
+    if isinstance(data, dict):
+        if data.get("pixel_scale") is not None:
+            found["data"] = float(data["pixel_scale"])
+        for name, entry in data.items():
+            if isinstance(entry, dict) and entry.get("pixel_scale") is not None:
+                found[f"data.{name}"] = float(entry["pixel_scale"])
+    if len(set(found.values())) > 1:
+        raise WeightsError(f"model card records different pixel scales: {found}")
+    return next(iter(found.values()), None)
 
 
 def load_model_card(path: str | Path) -> dict[str, Any]:
@@ -232,6 +268,7 @@ def load_weights(path: str | Path, *, verify: bool = True) -> VAE:
                 f"{expected} recorded in {card_path(path)}"
             )
     config = VAEConfig.from_dict(card["config"])
+    config = dataclasses.replace(config, pixel_scale=card_pixel_scale(card))
     # abstract model (shapes only, no random initialisation), then fill in the stored arrays
     model = nnx.eval_shape(lambda: VAE(config, rngs=nnx.Rngs(0)))
     load_state(path, model, nnx.Param)
@@ -258,3 +295,18 @@ def load_pretrained(name: str = PRETRAINED_NAME) -> VAE:
             "train new weights with `python -m vaelens.vae.train`"
         )
     return load_weights(path, verify=True)
+
+
+def pretrained_pixel_scale(name: str = PRETRAINED_NAME) -> float:
+    """Pixel scale (arcsec) of the shipped VAE's images, read from its model card.
+
+    Raises
+    ------
+    WeightsError
+        If the card is missing or records no pixel scale.
+    """
+    card = load_model_card(PRETRAINED_DIR / f"{name}.safetensors")
+    scale = card_pixel_scale(card)
+    if scale is None:
+        raise WeightsError(f"model card of {name!r} records no pixel scale")
+    return scale
