@@ -6,6 +6,7 @@
     vaelens simulate --out mock/ --seed 1
     vaelens fit mock/image.fits --psf mock/psf.fits --method map --out fit_map/
     vaelens fit mock/image.fits --psf mock/psf.fits --method nuts --chains 2 --out fit_nuts/
+    vaelens batch lenses.csv --out fits/ --workers 4
     vaelens compare fit_map/ fit_nuts/
     vaelens export fit_map/ --coolest coolest/
     vaelens fit-galaxy stamps.fits --out gal/
@@ -136,6 +137,38 @@ def build_parser() -> argparse.ArgumentParser:
     _add_fit_arguments(p)
     p.set_defaults(func="fit")
 
+    p = sub.add_parser(
+        "batch",
+        help="fit every lens of a catalogue (CSV/FITS/ECSV: id, image, psf, options) on Dask",
+        description="Fit every lens of a catalogue with the model and inference of 'vaelens "
+        "fit' (MAP + Laplace by default), one Dask task per lens, writing OUT/<id>/ and "
+        "OUT/results.csv as lenses finish; run it again to resume. A catalogue column named "
+        "like an option below (mask_radius, bkg_rms, theta_E, method, ...) overrides it for "
+        "its row. Exit status 1 if some lens failed (see results.csv and OUT/errors.log).",
+    )
+    p.add_argument("catalog", help="table with columns id, image, psf (+ per-lens options)")
+    p.add_argument("--out", required=True, help="output folder (created, or resumed)")
+    p.add_argument(
+        "--workers",
+        type=_nonneg_int,
+        default=None,
+        help="worker processes of the local Dask cluster (default: one per core; 0: no Dask, "
+        "one lens after the other in this process)",
+    )
+    p.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="run on an existing Dask cluster (e.g. tcp://host:8786) instead of a local one",
+    )
+    p.add_argument(
+        "--jax-cache",
+        metavar="DIR",
+        default=None,
+        help="JAX compilation cache shared by the workers (default OUT/.jax_cache; '' disables)",
+    )
+    _add_fit_options(p, method_default="map")
+    p.set_defaults(func="batch")
+
     p = sub.add_parser("fit-galaxy", help="fit galaxy stamps with the VAE decoder")
     p.add_argument("input", help="a stamp FITS image or a GalSim RealGalaxyCatalog FITS file")
     p.add_argument("--out", required=True, help="output folder")
@@ -216,6 +249,15 @@ def use_float64(args: argparse.Namespace) -> bool:
 def _add_fit_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("image", help="FITS image of the lens (HDU 0 unless --hdu)")
     p.add_argument("--psf", required=True, help="FITS PSF kernel at the image pixel scale")
+    _add_fit_options(p)
+    p.add_argument("--out", required=True, help="output folder (must not exist unless --force)")
+    p.add_argument("--force", action="store_true", help="replace an existing output folder")
+
+
+def _add_fit_options(p: argparse.ArgumentParser, *, method_default: str | None = None) -> None:
+    """The data, model and inference options of ``vaelens fit`` (all but the image, the PSF
+    and the output folder), shared with ``vaelens batch``; ``--method`` is required unless
+    ``method_default`` is given."""
     p.add_argument("--hdu", default=0, help="HDU of the image: index or name (default 0)")
     noise = p.add_argument_group("noise (default: header BKG_RMS, EXPTIME and EXPMAP extension)")
     noise.add_argument("--noise-map", help="FITS image of the per-pixel noise sigma")
@@ -263,7 +305,13 @@ def _add_fit_arguments(p: argparse.ArgumentParser) -> None:
         help="width of the Normal prior of the lens centre about the coordinate origin (the "
         "image centre unless the header's RA0/DEC0 place it elsewhere); default 0.05",
     )
-    p.add_argument("--method", choices=["map", "svi", "nuts", "hmc"], required=True)
+    p.add_argument(
+        "--method",
+        choices=["map", "svi", "nuts", "hmc"],
+        required=method_default is None,
+        default=method_default,
+        help=None if method_default is None else f"inference method (default {method_default})",
+    )
     p.add_argument(
         "--starts",
         type=_positive_int,
@@ -339,8 +387,6 @@ def _add_fit_arguments(p: argparse.ArgumentParser) -> None:
         help="VAE weights (safetensors with its model card, or a training checkpoint); "
         "default: the pretrained weights",
     )
-    p.add_argument("--out", required=True, help="output folder (must not exist unless --force)")
-    p.add_argument("--force", action="store_true", help="replace an existing output folder")
 
 
 # --------------------------------------------------------------------------- commands

@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from vaelens.data import inputs as _inputs
+from vaelens.data.inputs import header_pixel_scale, parse_hdu
 from vaelens.io_results import format_table
 
 log = logging.getLogger("vaelens")
@@ -29,61 +31,18 @@ def cli_error(message: str) -> Exception:
 
 def require_file(path: str | os.PathLike | None, what: str) -> Path | None:
     """``Path(path)`` after checking that it is an existing file (None passes through)."""
-    if path is None:
-        return None
-    p = Path(path).expanduser()
-    if not p.exists():
-        raise cli_error(f"{what} {p} not found")
-    if not p.is_file():
-        raise cli_error(f"{what} {p} is not a file")
-    return p
+    try:
+        return _inputs.require_file(path, what)
+    except _inputs.InputError as err:
+        raise cli_error(str(err)) from None
 
 
 def read_fits_image(path: Path, what: str, hdu: int | str = 0) -> tuple[np.ndarray, Any]:
     """``(data, header)`` of one image HDU, with clear errors for non-FITS files and bad HDUs."""
-    from astropy.io import fits
-
     try:
-        with fits.open(path) as hdul:
-            try:
-                h = hdul[hdu]
-            except (IndexError, KeyError):
-                names = [f"{i}:{x.name}" for i, x in enumerate(hdul)]
-                raise cli_error(
-                    f"{what} {path} has no HDU {hdu!r} (HDUs: {', '.join(names)})"
-                ) from None
-            if h.data is None or np.ndim(h.data) != 2:
-                raise cli_error(
-                    f"{what} {path}: HDU {hdu!r} holds no 2-d image "
-                    f"(shape {None if h.data is None else np.shape(h.data)})"
-                )
-            return np.array(h.data, dtype=np.float64), h.header.copy()
-    except OSError as err:
-        raise cli_error(f"{what} {path} is not a readable FITS file ({err})") from None
-
-
-def parse_hdu(text: str | int) -> int | str:
-    """An HDU given on the command line: an index (``"1"``) or an extension name."""
-    if isinstance(text, int):
-        return text
-    return int(text) if str(text).isdigit() else str(text)
-
-
-def header_pixel_scale(header: Any) -> float | None:
-    """Pixel scale in arcsec from ``PIXSCALE`` or the CD matrix (None if neither is there)."""
-    if "PIXSCALE" in header:
-        return float(header["PIXSCALE"])
-    if "CD1_1" in header and "CD2_2" in header:
-        cd = np.array(
-            [
-                [header["CD1_1"], header.get("CD1_2", 0.0)],
-                [header.get("CD2_1", 0.0), header["CD2_2"]],
-            ]
-        )
-        return float(np.sqrt(abs(np.linalg.det(cd))) * 3600.0)
-    if "CDELT1" in header:
-        return float(abs(header["CDELT1"]) * 3600.0)
-    return None
+        return _inputs.read_fits_image(path, what, hdu)
+    except _inputs.InputError as err:
+        raise cli_error(str(err)) from None
 
 
 @functools.lru_cache(maxsize=2)

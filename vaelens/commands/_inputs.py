@@ -1,120 +1,25 @@
 """Reading and checking the inputs of a lens fit (the command line's boundary).
 
-Every problem a user can fix (a missing file, a bad HDU, a PSF at another pixel scale, no noise
-model, an empty mask) is a :class:`vaelens.cli.CLIError`: one line, exit status 2.
+The reading lives in :func:`vaelens.data.inputs.load_image_data`; here its
+:class:`~vaelens.data.inputs.InputError` (a problem the user can fix: a missing file, a bad HDU,
+a PSF at another pixel scale, no noise model, an empty mask) becomes a
+:class:`vaelens.cli.CLIError`: one line, exit status 2.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import logging
-import warnings
-from pathlib import Path
+import functools
 
-import numpy as np
-
-from vaelens.commands._common import cli_error, header_pixel_scale, read_fits_image, require_file
+from vaelens.commands._common import cli_error
+from vaelens.data.inputs import PIXEL_SCALE_RTOL, InputError
+from vaelens.data.inputs import load_image_data as _load_image_data
 
 __all__ = ["PIXEL_SCALE_RTOL", "load_image_data"]
 
-log = logging.getLogger("vaelens")
 
-#: Relative tolerance of the image / PSF pixel-scale check.
-PIXEL_SCALE_RTOL = 0.01
-
-
-def load_image_data(
-    image: str | Path,
-    psf: str | Path,
-    *,
-    hdu: int | str = 0,
-    noise_map: str | Path | None = None,
-    bkg_rms: float | None = None,
-    exposure_time: float | None = None,
-    pixel_scale: float | None = None,
-    mask: str | Path | None = None,
-    mask_radius: float | None = None,
-):
-    """Read and validate the inputs of a fit; returns a :class:`vaelens.data.ImageData`.
-
-    Header keys are used when the arguments are None: ``PIXSCALE`` or the CD matrix (pixel
-    scale), ``RA0``/``DEC0`` (grid origin), ``BKG_RMS``, ``EXPTIME`` and an ``EXPMAP``
-    extension (noise). ``mask_radius`` (arcsec) keeps the pixels within that distance of the
-    coordinate origin (the image centre unless ``RA0``/``DEC0`` place it elsewhere).
-
-    Raises
-    ------
-    vaelens.cli.CLIError
-        Missing or unreadable files, a bad HDU, a PSF whose pixel scale differs from the image's,
-        a PSF larger than the image, no noise model, or an empty mask.
-    """
-    from vaelens.data import ImageData
-
-    image_path = require_file(image, "image")
-    psf_path = require_file(psf, "PSF")
-    pixels, header = read_fits_image(image_path, "image", hdu)
-    psf_arr, psf_header = read_fits_image(psf_path, "PSF")
-
-    scale = pixel_scale if pixel_scale is not None else header_pixel_scale(header)
-    if scale is None:
-        raise cli_error(
-            f"image {image_path} has no pixel scale (no PIXSCALE or CD matrix); pass --pixel-scale"
-        )
-    psf_scale = header_pixel_scale(psf_header)
-    if psf_scale is not None and abs(psf_scale / scale - 1.0) > PIXEL_SCALE_RTOL:
-        raise cli_error(
-            f'pixel-scale mismatch: image {scale:.5g}"/px but PSF {psf_path.name} '
-            f'{psf_scale:.5g}"/px; resample the PSF to the image pixel scale'
-        )
-    if psf_arr.shape[0] > pixels.shape[0] or psf_arr.shape[1] > pixels.shape[1]:
-        raise cli_error(f"PSF {psf_arr.shape} is larger than the image {pixels.shape}")
-    if not np.all(np.isfinite(psf_arr)) or not psf_arr.sum() > 0:
-        raise cli_error(f"PSF {psf_path} has non-finite values or a non-positive sum")
-    if psf_arr.shape[0] % 2 == 0 or psf_arr.shape[1] % 2 == 0:
-        warnings.warn(
-            f"PSF {psf_path.name} has an even size {psf_arr.shape}: its centre is taken at the "
-            "pixel right of and above the middle, so the model is shifted by half a pixel "
-            "unless the PSF was made that way; an odd-sized PSF avoids the ambiguity",
-            UserWarning,
-            stacklevel=2,
-        )
-
-    noise_arr = None
-    if noise_map is not None:
-        noise_arr, _ = read_fits_image(require_file(noise_map, "noise map"), "noise map")
-        if noise_arr.shape != pixels.shape:
-            raise cli_error(f"noise map {noise_arr.shape} and image {pixels.shape} differ in shape")
-    elif bkg_rms is None and "BKG_RMS" not in header:
-        raise cli_error(
-            f"no noise model for {image_path.name}: give --noise-map, or --bkg-rms (and "
-            "--exposure-time), or put BKG_RMS (and EXPTIME) in the image header"
-        )
-    mask_arr = None
-    if mask is not None:
-        mask_arr, _ = read_fits_image(require_file(mask, "mask"), "mask")
-        if mask_arr.shape != pixels.shape:
-            raise cli_error(f"mask {mask_arr.shape} and image {pixels.shape} differ in shape")
-        mask_arr = mask_arr != 0
-
+@functools.wraps(_load_image_data)
+def load_image_data(*args, **kwargs):
     try:
-        data = ImageData.from_fits(
-            image_path,
-            psf=psf_arr,
-            noise_map=noise_arr,
-            mask=mask_arr,
-            pixel_scale=pixel_scale,
-            bkg_rms=bkg_rms,
-            exposure_time=exposure_time,
-            hdu=hdu,
-        )
-    except ValueError as err:  # ImageData's validation of the user's arrays
-        raise cli_error(f"{image_path.name}: {err}") from None
-    if pixel_scale is None and abs(data.pixel_scale / scale - 1.0) > PIXEL_SCALE_RTOL:
-        log.warning("header pixel scale %.5g differs from the grid's %.5g", scale, data.pixel_scale)
-    if mask_radius is not None:
-        x, y = data.grid.coordinates_numpy()
-        inside = np.hypot(x, y) <= mask_radius
-        if not (data.mask & inside).any():
-            raise cli_error(f"--mask-radius {mask_radius} arcsec leaves no pixel in the fit")
-        data = dataclasses.replace(data, mask=data.mask & inside)
-    return data
+        return _load_image_data(*args, **kwargs)
+    except InputError as err:
+        raise cli_error(str(err)) from None
