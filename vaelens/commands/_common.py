@@ -68,7 +68,7 @@ def load_vae(weights: str | None = None):
         A missing, corrupt, truncated or non-safetensors weights file, or weights of another
         architecture; or no pretrained weights installed (never a random-weight decoder).
     """
-    from vaelens.vae import VAE, VAEConfig, WeightsError, load_pretrained, load_weights
+    from vaelens.vae import WeightsError, load_pretrained, load_vae_file
 
     if weights is None:
         try:
@@ -80,19 +80,8 @@ def load_vae(weights: str | None = None):
             ) from None
     path = require_file(weights, "weights file")
     try:
-        if path.with_suffix(".json").is_file():
-            return load_weights(path), f"weights {path.name}"
-        from flax import nnx
-
-        from vaelens.vae.weights import load_state
-
-        vae = VAE(VAEConfig.default(), rngs=nnx.Rngs(0))
-        try:
-            load_state(path, vae, nnx.Param)
-        except WeightsError:
-            load_state(path, vae)
-        return vae, f"checkpoint {path.name}"
-    except Exception as err:  # noqa: BLE001 - any failure to read the file is the user's input
+        return load_vae_file(path)
+    except WeightsError as err:
         raise cli_error(
             f"--weights {path}: not a readable vaelens safetensors file ({_first_line(err)})"
         ) from None

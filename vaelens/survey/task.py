@@ -70,27 +70,12 @@ def load_decoder(weights: str | None = None):
     (``vaelens train`` output), or a bare training checkpoint of the default architecture.
     """
     from vaelens.models.decoder import default_decoder
+    from vaelens.vae import load_vae_file
 
     if weights is None:
         return default_decoder(), "pretrained"
-    from pathlib import Path
-
-    from vaelens.data.inputs import require_file
-    from vaelens.vae import VAE, VAEConfig, WeightsError, load_weights
-
-    path = require_file(weights, "weights file")
-    if Path(path).with_suffix(".json").is_file():
-        return load_weights(path).decoder_function(), f"weights {path.name}"
-    from flax import nnx
-
-    from vaelens.vae.weights import load_state
-
-    vae = VAE(VAEConfig.default(), rngs=nnx.Rngs(0))
-    try:
-        load_state(path, vae, nnx.Param)
-    except WeightsError:
-        load_state(path, vae)
-    return vae.decoder_function(), f"checkpoint {path.name}"
+    vae, description = load_vae_file(weights)
+    return vae.decoder_function(), description
 
 
 def _truth(path: str | None) -> dict[str, Any] | None:

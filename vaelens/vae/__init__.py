@@ -12,6 +12,7 @@ from vaelens.vae.weights import (
     WeightsError,
     load_model_card,
     load_pretrained,
+    load_vae_file,
     load_weights,
     save_weights,
 )
@@ -23,6 +24,7 @@ __all__ = [
     "WeightsError",
     "load_model_card",
     "load_pretrained",
+    "load_vae_file",
     "load_weights",
     "save_weights",
     "train",

@@ -36,6 +36,7 @@ __all__ = [
     "load_pretrained",
     "pretrained_pixel_scale",
     "load_state",
+    "load_vae_file",
     "load_weights",
     "save_state",
     "save_weights",
@@ -273,6 +274,37 @@ def load_weights(path: str | Path, *, verify: bool = True) -> VAE:
     model = nnx.eval_shape(lambda: VAE(config, rngs=nnx.Rngs(0)))
     load_state(path, model, nnx.Param)
     return model
+
+
+def load_vae_file(path: str | Path) -> tuple[VAE, str]:
+    """A VAE from a safetensors file, and a one-line description of what was loaded.
+
+    ``NAME.safetensors`` with its model card ``NAME.json`` beside it (``vaelens train``
+    output, SHA-256 verified; :func:`load_weights`), or a bare training checkpoint
+    (``.../checkpoint/model.safetensors``) of the default architecture.
+
+    Raises
+    ------
+    WeightsError
+        A missing, corrupt, truncated or non-safetensors file, or weights of another
+        architecture.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"weights file not found: {path}")
+    try:
+        if card_path(path).is_file():
+            return load_weights(path), f"weights {path.name}"
+        vae = VAE(VAEConfig.default(), rngs=nnx.Rngs(0))
+        try:
+            load_state(path, vae, nnx.Param)
+        except WeightsError:
+            load_state(path, vae)
+        return vae, f"checkpoint {path.name}"
+    except WeightsError:
+        raise
+    except Exception as err:  # noqa: BLE001 - safetensors raises its own types for bad files
+        raise WeightsError(f"{path} is not a readable safetensors file ({err})") from None
 
 
 def load_pretrained(name: str = PRETRAINED_NAME) -> VAE:
