@@ -8,14 +8,14 @@ trained on, which mean nothing elsewhere.
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
 import json
-import platform
 import re
 import sys
 import textwrap
 from pathlib import Path
 from typing import Any
+
+from vaelens.infer.convert import package_versions
 
 PACKAGES = (
     "vaelens",
@@ -30,17 +30,6 @@ PACKAGES = (
     "scipy",
     "matplotlib",
 )
-
-
-def package_versions() -> dict[str, str]:
-    """Installed versions of vaelens and its main dependencies (``"missing"`` if absent)."""
-    out = {"python": platform.python_version()}
-    for name in PACKAGES:
-        try:
-            out[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            out[name] = "missing"
-    return out
 
 
 def model_card() -> dict[str, Any] | None:
@@ -113,7 +102,7 @@ def info_text() -> str:
     import jax
 
     lines = ["vaelens environment", ""]
-    lines += [f"  {k:<11s} {v}" for k, v in package_versions().items()]
+    lines += [f"  {k:<11s} {v}" for k, v in package_versions(PACKAGES).items()]
     lines += ["", "JAX devices"]
     lines += [f"  {d.platform}:{d.id} {getattr(d, 'device_kind', '')}" for d in jax.devices()]
     lines += [f"  x64 enabled: {bool(jax.config.jax_enable_x64)}"]

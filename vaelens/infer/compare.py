@@ -125,7 +125,7 @@ def compare_fits(
     names = (
         list(var_names)
         if var_names is not None
-        else [n for n in scalar_variables(posterior) if n in values]
+        else [n for n in scalar_variables(posterior) if n in values and not n.endswith("_raw")]
     )
     truth = dict(truth or {})
     rows: dict[str, dict[str, float]] = {}

@@ -158,14 +158,18 @@ def evaluate_draws(
     return det, ll, chi2, pp
 
 
-def package_versions() -> dict[str, str]:
-    """Versions of the packages that shape a result (for ``attrs``)."""
+#: The packages whose versions shape a result.
+RESULT_PACKAGES = ("vaelens", "jax", "jaxlib", "numpyro", "flax", "optax", "arviz", "numpy")
+
+
+def package_versions(packages: tuple[str, ...] = RESULT_PACKAGES) -> dict[str, str]:
+    """Python's and the installed versions of ``packages`` (``"missing"`` if absent)."""
     out = {"python": platform.python_version()}
-    for pkg in ("vaelens", "jax", "jaxlib", "numpyro", "flax", "optax", "arviz", "numpy"):
+    for pkg in packages:
         try:
             out[pkg] = importlib.metadata.version(pkg)
         except importlib.metadata.PackageNotFoundError:
-            out[pkg] = "unknown"
+            out[pkg] = "missing"
     return out
 
 
