@@ -1,7 +1,5 @@
 """The ``vaelens`` command line: simulate -> fit -> compare end to end, and its error paths."""
 
-import contextlib
-import io
 import json
 import subprocess
 import sys
@@ -9,8 +7,8 @@ import sys
 import numpy as np
 import pytest
 from astropy.io import fits
+from cli_util import assert_clean_error, run_cli
 
-from vaelens import cli
 from vaelens.io_results import OutputExistsError, atomic_output_dir
 
 # A small, fast mock: 40 x 40 pixels of 0.08" (3.2" across, the Einstein ring inside), Sersic
@@ -39,26 +37,6 @@ FIT = [
     "--chains",
     "2",
 ]
-
-
-def run_cli(argv):
-    """``cli.main(argv)`` with stdout and stderr captured: (status, stdout, stderr)."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            code = cli.main([str(a) for a in argv])
-        except SystemExit as exc:  # argparse errors
-            code = exc.code
-    return code, out.getvalue(), err.getvalue()
-
-
-def assert_clean_error(code, err, *fragments):
-    assert code == 2
-    lines = [ln for ln in err.strip().splitlines() if ln and not ln.startswith("vaelens: warning")]
-    assert len(lines) == 1, err
-    assert "Traceback" not in err
-    for f in fragments:
-        assert f in lines[0], lines[0]
 
 
 @pytest.fixture(scope="module")

@@ -5,30 +5,18 @@ fit`` writes them), with posterior draws of known mean and sd, so every number o
 known in advance.
 """
 
-import contextlib
-import io
 import json
 import os
 
 import arviz as az
 import numpy as np
 import pytest
+from cli_util import run_cli
 
-from vaelens import cli, plotting
+from vaelens import plotting
 
 MAP = {"theta_E": (1.21, 0.01), "gamma": (2.00, 0.03), "e1": (0.05, 0.02)}
 POSTERIOR = {"theta_E": (1.20, 0.02), "gamma": (2.06, 0.03), "e1": (0.05, 0.01)}
-
-
-def run_cli(argv):
-    """``cli.main(argv)`` with stdout and stderr captured: (status, stdout, stderr)."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            code = cli.main([str(a) for a in argv])
-        except SystemExit as exc:  # argparse errors
-            code = exc.code
-    return code, out.getvalue(), err.getvalue()
 
 
 def _draws(mean, sd, shape, seed):

@@ -1,35 +1,14 @@
 """`vaelens fit-galaxy`: what it does to stamps of other sizes and scales; its input errors."""
 
-import contextlib
-import io
 import logging
 
 import numpy as np
 import pytest
 from astropy.io import fits
+from cli_util import assert_clean_error, run_cli
 
 from vaelens import cli
 from vaelens.commands import fit_galaxy
-
-
-def run_cli(argv):
-    """``cli.main(argv)`` with stdout and stderr captured: (status, stdout, stderr)."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            code = cli.main([str(a) for a in argv])
-        except SystemExit as exc:  # argparse errors
-            code = exc.code
-    return code, out.getvalue(), err.getvalue()
-
-
-def assert_clean_error(code, err, *fragments):
-    assert code == 2
-    lines = [ln for ln in err.strip().splitlines() if ln and not ln.startswith("vaelens: warning")]
-    assert len(lines) == 1, err
-    assert "Traceback" not in err
-    for f in fragments:
-        assert f in lines[0], lines[0]
 
 
 def galaxy_stamp(path, size, pixel_scale, *, header_scale=True, seed=0):

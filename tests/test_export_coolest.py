@@ -1,9 +1,7 @@
 """COOLEST export: angle conventions against lenstronomy and coolest, the template read back by
 coolest's own reader, its analysis tools against the model, and ``vaelens export`` on folders."""
 
-import contextlib
 import csv
-import io
 import json
 
 import jax.numpy as jnp
@@ -13,6 +11,7 @@ import pytest
 pytest.importorskip("coolest")
 pytest.importorskip("lenstronomy")
 
+from cli_util import assert_clean_error, run_cli
 from coolest.api.profiles import light as coolest_light  # noqa: E402
 from coolest.api.profiles import mass as coolest_mass  # noqa: E402
 
@@ -387,32 +386,14 @@ def test_lens_spec_dict_round_trip():
 
 
 # --------------------------------------------------------------------------- command line
-def run_cli(argv):
-    from vaelens import cli
-
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            code = cli.main([str(a) for a in argv])
-        except SystemExit as exc:
-            code = exc.code
-    return code, out.getvalue(), err.getvalue()
-
-
-def assert_one_line_error(code, err, fragment):
-    lines = [ln for ln in err.strip().splitlines() if not ln.startswith("vaelens: warning")]
-    assert code == 2 and len(lines) == 1 and "Traceback" not in err, err
-    assert fragment in lines[0], lines[0]
-
-
 def test_cli_refuses_bad_folders(tmp_path):
     (tmp_path / "empty").mkdir()
     code, _, err = run_cli(["export", tmp_path / "empty", "--coolest", tmp_path / "o"])
-    assert_one_line_error(code, err, "not a 'vaelens fit' output folder")
+    assert_clean_error(code, err, "not a 'vaelens fit' output folder")
     code, _, err = run_cli(["export", tmp_path / "missing", "--coolest", tmp_path / "o"])
-    assert_one_line_error(code, err, "not found")
+    assert_clean_error(code, err, "not found")
     code, _, err = run_cli(["export", tmp_path / "empty"])
-    assert_one_line_error(code, err, "--coolest")
+    assert_clean_error(code, err, "--coolest")
     from vaelens.models import LensSpec
 
     fake = tmp_path / "sersic_fit"
@@ -422,17 +403,17 @@ def test_cli_refuses_bad_folders(tmp_path):
                "spec": LensSpec(source_model="sersic").to_dict()}
     (fake / "summary.json").write_text(json.dumps(summary))
     code, _, err = run_cli(["export", fake, "--coolest", tmp_path / "o"])
-    assert_one_line_error(code, err, "needs a VAE-source fit")
+    assert_clean_error(code, err, "needs a VAE-source fit")
     (fake / "summary.json").write_text(json.dumps({**summary, "spec": {"colour": 1}}))
     code, _, err = run_cli(["export", fake, "--coolest", tmp_path / "o"])
-    assert_one_line_error(code, err, "bad model specification")
+    assert_clean_error(code, err, "bad model specification")
     vae = {**summary, "spec": LensSpec().to_dict(), "command": "vaelens fit image.fits"}
     (fake / "summary.json").write_text(json.dumps(vae))
     code, _, err = run_cli(["export", fake, "--coolest", tmp_path / "o"])
-    assert_one_line_error(code, err, "its command line cannot be read")
+    assert_clean_error(code, err, "its command line cannot be read")
     (fake / "summary.json").write_text(json.dumps({**vae, "command": None}))
     code, _, err = run_cli(["export", fake, "--coolest", tmp_path / "o"])
-    assert_one_line_error(code, err, "image image.fits not found")
+    assert_clean_error(code, err, "image image.fits not found")
     assert not (tmp_path / "o").exists()
 
 
@@ -491,7 +472,7 @@ def test_cli_exports_a_fit_folder(fit_folder):
     obs = c.observation.pixels.get_pixels(directory=str(root / "cool"))
     np.testing.assert_allclose(obs[:, ::-1], point.data.image, rtol=1e-6)
     code, _, err = run_cli(["export", root / "fit", "--coolest", root / "cool"])
-    assert_one_line_error(code, err, "already exists")
+    assert_clean_error(code, err, "already exists")
     code, _, err = run_cli(["export", root / "fit", "--coolest", root / "cool", "--force"])
     assert code == 0, err
 
