@@ -489,3 +489,17 @@ def test_library_export_of_a_lens_fit(fit_folder, tmp_path):
     assert "chain_file_name" not in c.meta  # a MAP fit: no chain by default
     path = export_coolest(fit, tmp_path / "cool2", chain=True)
     assert (path.parent / "chain.csv").is_file()
+
+
+def test_fit_folder_takes_a_truth_with_labels(fit_folder, tmp_path):
+    """A truth file may carry labels (source names, flags) beside the parameters."""
+    import json
+
+    _, fit = fit_folder
+    truth = {"theta_E": 1.0, "source_name": "cosmos_1", "source_flip": True}
+    summary = fit.write(tmp_path / "labelled", truth=truth)
+    assert summary["parameters"]["theta_E"]["truth"] == 1.0
+    saved = json.loads((tmp_path / "labelled" / "summary.json").read_text())
+    assert saved["truth"]["source_name"] == "cosmos_1"
+    assert saved["fit"]["arc_residuals"]["snr_threshold"] == 3.0
+    assert saved["fit"]["arc_residuals"]["significant"] in (True, False)

@@ -65,6 +65,25 @@ def best_draw(idata) -> tuple[int, int]:
     return int(idx[0]), int(idx[1])
 
 
+def _arc_check(best, model, sigma, data, spec, decoder) -> dict[str, Any]:
+    """:func:`vaelens.infer.residuals.arc_residuals` of the best fit; warns on an excess."""
+    import dataclasses
+
+    from vaelens.infer.residuals import arc_residual_message, arc_residuals
+
+    source_only = model
+    if spec.include_lens_light:
+        source_only = render_model(
+            best, data, dataclasses.replace(spec, include_lens_light=False), decoder
+        )
+    check = arc_residuals(data.image, model, sigma, data.mask, source_model=source_only)
+    message = arc_residual_message(check)
+    if message:
+        log.warning(message)
+    check["warning"] = message
+    return check
+
+
 def render_model(params: dict[str, Any], data, spec, decoder) -> np.ndarray:
     """Noise-free model image of one parameter set on the data's grid."""
     import jax
@@ -305,6 +324,7 @@ def _write_files(folder: Path, fit, *, truth, meta, dpi) -> dict[str, Any]:
         "num_parameters": n_par,
         "reduced_chi2": reduced,
         "chi2_per_pixel": chi2 / max(n_pix, 1),
+        "arc_residuals": _arc_check(best, model, sigma, data, spec, fit.decoder),
     }
 
     values, sd = map_result.summary_values(), map_result.sigma
@@ -367,7 +387,11 @@ def _write_files(folder: Path, fit, *, truth, meta, dpi) -> dict[str, Any]:
         num_parameters=n_par,
     )
     fig.savefig(folder / "model.png", dpi=dpi)
-    truth_scalars = {k: float(v) for k, v in (truth or {}).items() if np.ndim(v) == 0}
+    truth_scalars = {
+        k: float(v)
+        for k, v in (truth or {}).items()
+        if isinstance(v, (int, float, np.number)) and not isinstance(v, bool)
+    }
     lens_names = plotting.lens_parameter_names(idata)
     plotting.plot_corner(idata, lens_names, truths=truth_scalars).savefig(
         folder / "corner.png", dpi=dpi
@@ -414,4 +438,7 @@ def format_summary(summary: dict[str, Any]) -> str:
         )
     for w in summary["diagnostics"].get("warnings", []):
         lines.append(f"WARNING: {w}")
+    arc_warning = (fit.get("arc_residuals") or {}).get("warning")
+    if arc_warning:
+        lines.append(f"WARNING: {arc_warning}")
     return "\n".join(lines) + "\n"
