@@ -218,3 +218,37 @@ def test_image_data_is_a_frozen_pytree():
     np.testing.assert_array_equal(doubled.variance(data.image), data.variance(data.image))
     with pytest.raises(dataclasses.FrozenInstanceError):
         data.image = np.zeros((12, 12))
+
+
+def test_model_error_term_adds_fractional_variance():
+    """With ``model_error``, each pixel's likelihood is Normal(model, sqrt(var + (f model)^2))."""
+    from scipy import stats
+
+    spec = LensSpec(supersampling=2, save_model_image=True)
+    data, truth = simulate_lens(
+        jax.random.PRNGKey(5), spec, decoder=DECODER, shape=(24, 24), pixel_scale=0.08,
+        truth={"source_amp": 20.0},
+    )
+    latent = {k: truth[k] for k in ("theta_E", "gamma", "e1_raw", "e2_raw", "center_x",
+                                    "center_y", "gamma1", "gamma2", "z", "source_center_x",
+                                    "source_center_y", "source_size", "source_amp")}
+    frac = 0.07
+    err_spec = dataclasses.replace(spec, model_error=0.05)
+    assert err_spec.parameter_names()[-1] == "model_error_frac"
+    tr = handlers.trace(
+        handlers.substitute(handlers.seed(lens_model, 0), data={**latent, "model_error_frac": frac})
+    ).get_trace(data, err_spec, DECODER)
+    model = np.asarray(tr["model_image"]["value"])
+    sd = np.sqrt(np.asarray(data.variance(model)) + (frac * model) ** 2)
+    expected = stats.norm.logpdf(data.image, model, sd).sum()
+    assert float(tr["obs"]["fn"].log_prob(tr["obs"]["value"]).sum()) == pytest.approx(
+        expected, rel=1e-9
+    )
+    prior = tr["model_error_frac"]["fn"]
+    assert float(prior.log_prob(frac)) == pytest.approx(
+        stats.lognorm.logpdf(frac, 1.0, scale=0.05), rel=1e-9
+    )
+    assert "model_error_frac" not in _trace(lens_model, data, spec, DECODER)
+    for bad in (0.0, 1.5, float("nan")):
+        with pytest.raises(ValueError, match="model_error"):
+            LensSpec(model_error=bad)

@@ -306,6 +306,15 @@ def _add_fit_options(p: argparse.ArgumentParser, *, method_default: str | None =
         "image centre unless the header's RA0/DEC0 place it elsewhere); default 0.05",
     )
     p.add_argument(
+        "--model-error",
+        type=_positive_float,
+        default=None,
+        metavar="FRAC",
+        help="add a fractional model-error term to the likelihood: pixel variance + "
+        "(f * model)^2 with f ~ LogNormal(log FRAC, 1) fitted (e.g. 0.05); widens the error "
+        "bars where the source model cannot reproduce the galaxy. Default: none",
+    )
+    p.add_argument(
         "--method",
         choices=["map", "svi", "nuts", "hmc"],
         required=method_default is None,

@@ -33,6 +33,7 @@ def spec_from_args(args: argparse.Namespace, data):
             theta_E=args.theta_E,
             gamma_range=args.gamma_range,
             center_sigma=args.center_prior_sigma,
+            model_error=getattr(args, "model_error", None),
         )
     except ValueError as err:
         raise cli_error(str(err)) from None

@@ -11,7 +11,8 @@ Generative model (:func:`lens_model`)::
 
 The variance is the data's noise model (:meth:`vaelens.data.ImageData.variance`): a fixed noise
 map, or lenstronomy's ``bkg_rms**2 + max(model, 0) / exposure_time`` (background plus Poisson
-noise of the model itself).
+noise of the model itself), plus ``(model_error_frac * model)**2`` where the spec has a
+``model_error`` term.
 
 Parameter names follow lenstronomy (``theta_E``, ``gamma``, ``e1``, ``e2``, ``center_x``,
 ``center_y``, ``gamma1``, ``gamma2``, ``R_sersic``, ``n_sersic``, ``amp``) with the prefixes
@@ -83,6 +84,10 @@ def sample_lens_params(spec: LensSpec) -> dict[str, jax.Array]:
     else:
         params.update(_sample_sites(spec.sersic_source.distributions("source_")))
         _ellipticity(params, "source_")
+    if spec.model_error is not None:
+        params["model_error_frac"] = numpyro.sample(
+            "model_error_frac", dist.LogNormal(jnp.log(spec.model_error), 1.0)
+        )
     return params
 
 
@@ -185,7 +190,10 @@ def _render(data, spec: LensSpec, decoder: Decoder | None, params):
     """
     comps = lens_components(params, spec, decoder)
     model = render_lens(data, spec, comps)
-    return comps.source_image, model, jnp.sqrt(data.variance(model))
+    variance = data.variance(model)
+    if spec.model_error is not None:
+        variance = variance + (params["model_error_frac"] * model) ** 2
+    return comps.source_image, model, jnp.sqrt(variance)
 
 
 def lens_model(data, spec: LensSpec | None = None, decoder: Decoder | None = None) -> None:

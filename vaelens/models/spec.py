@@ -54,6 +54,13 @@ class LensSpec:
         resolution) instead of after downsampling.
     save_model_image
         Record the noise-free model image as the deterministic site ``model_image``.
+    model_error
+        None (default): the likelihood is the data's noise model alone. A positive number adds
+        a fractional model-error term: the variance of a pixel becomes
+        ``variance(model) + (model_error_frac * model)**2`` with the parameter
+        ``model_error_frac ~ LogNormal(log(model_error), 1)``, so that the part of the image the
+        model cannot reproduce (a real galaxy the decoder does not span) widens the error bars
+        where the light is instead of biasing the lens parameters.
     lens, source, sersic_source, lens_light
         The prior configurations (:class:`LensPriors`, :class:`SourcePriors`,
         :class:`SersicPriors`, :class:`LensLightPriors`).
@@ -72,6 +79,7 @@ class LensSpec:
     supersampling: int = 2
     convolve_supersampled: bool = False
     save_model_image: bool = False
+    model_error: float | None = None
     lens: LensPriors = dataclasses.field(default_factory=LensPriors)
     source: SourcePriors = dataclasses.field(default_factory=SourcePriors)
     sersic_source: SersicPriors = dataclasses.field(default_factory=SersicPriors)
@@ -84,6 +92,12 @@ class LensSpec:
             raise ValueError(f"source_model must be 'vae' or 'sersic', got {self.source_model!r}")
         if int(self.supersampling) < 1:
             raise ValueError("supersampling must be a positive integer")
+        if self.model_error is not None and not (
+            np.isfinite(self.model_error) and 0 < self.model_error < 1
+        ):
+            raise ValueError(
+                f"model_error must be a fraction between 0 and 1 (or None), got {self.model_error}"
+            )
 
     def parameter_names(self) -> tuple[str, ...]:
         """Names of the physical (constrained, scalar) parameters, without ``z``."""
@@ -110,6 +124,8 @@ class LensSpec:
                 "source_center_x",
                 "source_center_y",
             ]
+        if self.model_error is not None:
+            names.append("model_error_frac")
         return tuple(names)
 
     @classmethod
@@ -125,6 +141,7 @@ class LensSpec:
         theta_E: float | None = None,
         gamma_range: tuple[float, float] | None = None,
         center_sigma: float | None = None,
+        model_error: float | None = None,
     ) -> LensSpec:
         """A specification whose amplitude priors are centred on the data.
 
@@ -138,7 +155,7 @@ class LensSpec:
         ----------
         data : vaelens.data.ImageData
             The observation.
-        mass_profile, include_shear, include_lens_light, source_model, supersampling
+        mass_profile, include_shear, include_lens_light, source_model, supersampling, model_error
             As in the class.
         theta_E
             Prior median of the Einstein radius (arcsec; default that of :class:`LensPriors`).
@@ -190,6 +207,7 @@ class LensSpec:
             source_model=source_model,
             include_lens_light=include_lens_light,
             supersampling=supersampling,
+            model_error=model_error,
             lens=lens,
             lens_light=light,
             source=dataclasses.replace(SourcePriors(), amp=source_flux),

@@ -74,6 +74,7 @@ OPTIONS: dict[str, Option] = {
     "theta_E": Option("float+", "spec"),
     "gamma_range": Option("range", "spec"),
     "center_prior_sigma": Option("float+", "spec", None, "center_sigma"),
+    "model_error": Option("float+", "spec"),
     # the inference (fit_lens)
     "method": Option(("map", "svi", "nuts", "hmc"), "fit", "map"),
     "starts": Option("int+", "fit", 8),

@@ -89,6 +89,7 @@ PARAMETER_UNITS: dict[str, str] = {
     "source_n_sersic": "dimensionless",
     "source_e1": "dimensionless",
     "source_e2": "dimensionless",
+    "model_error_frac": "fraction of the model image (model-error term)",
 }
 
 
