@@ -143,11 +143,9 @@ def fit_catalog(
     jax_cache
         JAX's persistent compilation cache, shared by the workers (default
         ``out/.jax_cache``), so that a program is compiled once, not once per worker. ``""``
-        disables it. With ``workers=0`` this process's own cache setting is used. Objects
-        share programs only where their data and models are equal: the MAP programs of
-        :mod:`vaelens.infer` hold the model's arguments (image, noise, PSF, spec) fixed
-        inside the compiled program, so today objects of one shape but different images
-        still compile their own programs.
+        disables it. With ``workers=0`` this process's own cache setting is used. The data
+        are arguments of the compiled programs, so objects of one image shape, PSF shape and
+        model share them: a worker compiles once per shape and model.
     retries
         How often a task is run again when its worker dies (a failure of the fit itself is a
         failed row, not retried within the run).
