@@ -329,7 +329,7 @@ def _write_files(folder: Path, fit, *, truth, meta, dpi) -> dict[str, Any]:
         fit_quality["bands"] = band_quality
 
     values, sd = map_result.summary_values(), map_result.sigma
-    laplace = {n: {"map": values.get(n), "laplace_sd": sd.get(n)} for n in spec.parameter_names()}
+    laplace = {n: {"map": values.get(n), "laplace_sd": sd.get(n)} for n in names}
     diag = diagnostics(idata, table) if method != "map" else {"warnings": []}
     for w in diag["warnings"]:
         log.warning("diagnostics: %s", w)

@@ -21,8 +21,10 @@ median of the band amplitudes of :func:`vaelens.models.multiband_lens_model`).
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import jax
@@ -30,7 +32,14 @@ import numpy as np
 
 from vaelens.data.image_data import ImageData
 
-__all__ = ["MultiBandData", "as_multiband", "frame_offsets", "has_wcs", "place_band"]
+__all__ = [
+    "MultiBandData",
+    "as_multiband",
+    "frame_offsets",
+    "has_wcs",
+    "load_multiband",
+    "place_band",
+]
 
 _ARCSEC_PER_RAD = 180.0 / np.pi * 3600.0
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
@@ -281,3 +290,81 @@ def place_band(band: ImageData, origin: tuple[float, float]) -> ImageData:
         transform_pix2angle=g.transform_pix2angle,
     )
     return dataclasses.replace(band, grid=grid)
+
+
+def _header_name(header: Mapping) -> str | None:
+    """A band name from the ``FILTER`` (or ``FILTER1``/``FILTER2``) key, if it is one."""
+    for key in ("FILTER", "FILTER1", "FILTER2"):
+        value = str(header.get(key, "")).strip()
+        if _NAME.match(value) and not value.upper().startswith("CLEAR"):
+            return value
+    return None
+
+
+def load_multiband(
+    images: Sequence[str | os.PathLike],
+    psfs: Sequence[str | os.PathLike],
+    *,
+    names: Sequence[str] | None = None,
+    hdu: int | str = 0,
+    mask_radius: float | None = None,
+) -> MultiBandData:
+    """Read the bands of ``vaelens fit IMG1 IMG2 ... --psf PSF1 PSF2 ...``.
+
+    Every band is read as by :func:`vaelens.data.inputs.load_image_data` (its noise model from
+    its header: ``BKG_RMS``, ``EXPTIME``, an ``EXPMAP`` extension). If every header has a
+    celestial WCS the bands are placed in the frame of the first (:func:`frame_offsets`);
+    otherwise their grids stay as the headers give them (``RA0``/``DEC0``, else centred on
+    the image). ``mask_radius`` (arcsec) keeps the pixels within that distance of the
+    common origin. Band names: ``names``, else the headers' ``FILTER`` keys when they are
+    distinct, else ``band0, band1, ...``; units from ``BUNIT``.
+
+    Raises
+    ------
+    vaelens.data.inputs.InputError
+        Different numbers of images, PSFs and names, a WCS in some headers only, bands that do
+        not overlap or have different units, and every error of ``load_image_data``.
+    """
+    from vaelens.data.inputs import InputError, load_image_data, read_fits_image, require_file
+
+    images, psfs = list(images), list(psfs)
+    if len(psfs) != len(images):
+        raise InputError(
+            f"{len(images)} image(s) but {len(psfs)} PSF(s): give one --psf per image, in the "
+            "same order"
+        )
+    if names is not None and len(names) != len(images):
+        raise InputError(f"{len(images)} image(s) but {len(names)} --band-names")
+    headers, bands = [], []
+    for image, psf in zip(images, psfs, strict=True):
+        _, header = read_fits_image(require_file(image, "image"), "image", hdu)
+        headers.append(header)
+        bands.append(load_image_data(image, psf, hdu=hdu))
+    wcs = [has_wcs(h) for h in headers]
+    if all(wcs):
+        origins = frame_offsets(headers, [b.shape for b in bands])
+        bands = [place_band(b, o) for b, o in zip(bands, origins, strict=True)]
+    elif any(wcs):
+        which = ", ".join(str(Path(p).name) for p, w in zip(images, wcs, strict=True) if not w)
+        raise InputError(
+            f"some images have a WCS (CRVAL/CRPIX/CD) and some not ({which}): give every band "
+            "a WCS, or RA0/DEC0 offsets in every header"
+        )
+    if mask_radius is not None:
+        for i, b in enumerate(bands):
+            x, y = b.grid.coordinates_numpy()
+            inside = np.hypot(x, y) <= mask_radius
+            if not (b.mask & inside).any():
+                raise InputError(
+                    f"--mask-radius {mask_radius} arcsec leaves no pixel of {Path(images[i]).name}"
+                )
+            bands[i] = dataclasses.replace(b, mask=b.mask & inside)
+    if names is None:
+        found = [_header_name(h) for h in headers]
+        if all(found) and len(set(found)) == len(found):
+            names = found
+    units = [h.get("BUNIT") for h in headers]
+    try:
+        return MultiBandData(tuple(bands), None if names is None else tuple(names), tuple(units))
+    except ValueError as err:
+        raise InputError(str(err)) from None

@@ -39,7 +39,13 @@ import numpyro.distributions as dist
 
 from vaelens.data.multiband import MultiBandData
 from vaelens.models.decoder import Decoder, resolve_decoder
-from vaelens.models.lens import lens_components, lens_model, render_lens, sample_lens_params
+from vaelens.models.lens import (
+    _render,
+    lens_components,
+    lens_model,
+    render_lens,
+    sample_lens_params,
+)
 from vaelens.models.spec import LensSpec
 
 __all__ = [
@@ -283,8 +289,7 @@ def simulate_multiband(
         )
         blank = ImageData(np.zeros(grid.shape), grid=grid, psf=psf, bkg_rms=b.bkg_rms,
                           exposure_time=b.exposure_time)
-        comps = lens_components(band_params(params, b.name, ref), spec, decoder)
-        model = render_lens(blank, spec, comps)
+        source_image, model, _ = _render(blank, spec, decoder, band_params(params, b.name, ref))
         k = jax.random.fold_in(key_noise, i)
         if b.exposure_time is None:
             noise = b.bkg_rms * jax.random.normal(k, model.shape, model.dtype)
@@ -293,6 +298,6 @@ def simulate_multiband(
         out.append(ImageData(np.asarray(model + noise), grid=grid, psf=psf, bkg_rms=b.bkg_rms,
                              exposure_time=b.exposure_time))
         full[f"model_image_{b.name}"] = np.asarray(model)
-        if i == 0 and comps.source_image is not None:
-            full["source"] = np.asarray(comps.source_image)
+        if i == 0 and source_image is not None:
+            full["source"] = np.asarray(source_image)
     return MultiBandData(tuple(out), tuple(b.name for b in bands)), full
