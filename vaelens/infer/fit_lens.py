@@ -170,24 +170,23 @@ def _map_stage(data, spec, decoder, *, key, starts, optimizer, init_from) -> MAP
     """The multi-start MAP (staged for a VAE source, or refined from an earlier fit)."""
     from vaelens.models import model_for
 
-    lens_model = model_for(data)
-
+    model = model_for(data)
     if init_from is not None:
         k_points = jax.random.fold_in(key, 1)
         points = _restart_points(init_from, starts, (data, spec, decoder), k_points)
         log.info("MAP from %d draw(s) of an earlier fit", len(points))
         return map_fit(
-            lens_model, data, spec, decoder, key=key, num_starts=len(points),
+            model, data, spec, decoder, key=key, num_starts=len(points),
             init_points=points, method=optimizer,
         )
     if spec.source_model == "vae":
         return staged_map_fit(
-            lens_model, data, spec, decoder, key=key,
+            model, data, spec, decoder, key=key,
             fixed={"z": np.zeros(spec.source.latent_dim, np.float32)},
             num_starts=starts, num_refine=max(1, min(4, starts // 2)),
             num_plain=max(1, starts // 2), method=optimizer,
         )
-    return map_fit(lens_model, data, spec, decoder, key=key, num_starts=starts, method=optimizer)
+    return map_fit(model, data, spec, decoder, key=key, num_starts=starts, method=optimizer)
 
 
 def _map_of(init, data, spec) -> MAPResult:
