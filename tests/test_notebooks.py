@@ -1,9 +1,10 @@
-"""The notebooks: stored outputs are complete, and 01-02 run end to end in fast mode.
+"""The notebooks: stored outputs are complete, and 01, 02 and 05 run end to end in fast mode.
 
 ``VAELENS_FAST=1`` shrinks each notebook (smaller images, short chains); they read the shared
 data as ``../shared/data`` and fall back to synthetic galaxies when it is absent. Notebooks
 01-02 are executed (about 30 s and 95 s on a 2-core CPU, mostly compilation; 03 runs the same
-recipe as 02 and adds only the comparison, tested in ``tests/test_infer_*.py``);
+recipe as 02 and adds only the comparison, tested in ``tests/test_infer_*.py``; 05 fits a
+two-band mock three times with a Sersic source);
 ``VAELENS_TEST_NOTEBOOKS=01`` executes only 01. Their building blocks are also tested on their own:
 ``simulate_lens``, ``map_fit``, ``nuts``, ``diagnostics``, ``reconstruct`` and ``compare_fits``
 in ``tests/test_infer_*.py``/``tests/test_models_*.py``, the figures in ``test_plotting.py`` and
@@ -23,7 +24,9 @@ ALL = [
     "02_lens_posterior.ipynb",
     "03_mcmc_vs_bfgs.ipynb",
     "04_real_lens.ipynb",
+    "05_multiband.ipynb",
 ]
+EXECUTED = [ALL[0], ALL[1], ALL[4]]
 
 
 @pytest.mark.parametrize("name", ALL)
@@ -41,7 +44,7 @@ def test_notebook_is_valid_executed_and_error_free(name):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ALL[:2])
+@pytest.mark.parametrize("name", EXECUTED)
 def test_notebook_runs_in_fast_mode(name, monkeypatch):
     if name != ALL[0] and os.environ.get("VAELENS_TEST_NOTEBOOKS") == "01":
         pytest.skip("VAELENS_TEST_NOTEBOOKS=01: only notebook 01 is executed")

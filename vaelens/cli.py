@@ -247,8 +247,25 @@ def use_float64(args: argparse.Namespace) -> bool:
 
 
 def _add_fit_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("image", help="FITS image of the lens (HDU 0 unless --hdu)")
-    p.add_argument("--psf", required=True, help="FITS PSF kernel at the image pixel scale")
+    p.add_argument(
+        "image",
+        nargs="+",
+        help="FITS image of the lens (HDU 0 unless --hdu); several images (bands) are fitted "
+        "jointly: one mass and source shape, per-band amplitudes (the source colour)",
+    )
+    p.add_argument(
+        "--psf",
+        required=True,
+        nargs="+",
+        help="FITS PSF kernel at the image pixel scale (one per image, in the same order)",
+    )
+    p.add_argument(
+        "--band-names",
+        nargs="+",
+        metavar="NAME",
+        help="names of the bands of several images (default: the headers' FILTER keys, else "
+        "band0 band1 ...)",
+    )
     _add_fit_options(p)
     p.add_argument("--out", required=True, help="output folder (must not exist unless --force)")
     p.add_argument("--force", action="store_true", help="replace an existing output folder")

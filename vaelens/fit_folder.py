@@ -25,6 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from vaelens.data.multiband import MultiBandData
+
 log = logging.getLogger("vaelens")
 
 #: Meaning of the columns of a MAP fit's summary, recorded in its ``summary.json``.
@@ -39,10 +41,18 @@ RHAT_MAX = 1.01
 ESS_MIN = 400
 
 
+#: Name prefixes of the band amplitudes and colours of a multi-band fit
+#: (:func:`vaelens.models.band_parameter_names`).
+BAND_PREFIXES = ("source_amp_", "light_amp_", "source_colour_", "light_colour_")
+
+
 def scalar_names(idata, spec) -> list[str]:
-    """Physical scalar parameters of ``spec`` present in the posterior, in spec order."""
+    """Physical scalar parameters of ``spec`` present in the posterior, in spec order, then the
+    band amplitudes and colours of a multi-band fit."""
     post = idata.posterior
-    return [n for n in spec.parameter_names() if n in post.data_vars and post[n].ndim == 2]
+    names = [n for n in spec.parameter_names() if n in post.data_vars and post[n].ndim == 2]
+    bands = [n for n in post.data_vars if str(n).startswith(BAND_PREFIXES) and post[n].ndim == 2]
+    return names + sorted(str(n) for n in bands)
 
 
 def draw_params(idata, chain: int, draw: int) -> dict[str, np.ndarray]:
@@ -311,12 +321,21 @@ def _write_files(folder: Path, fit, *, truth, meta, dpi) -> dict[str, Any]:
         c, d = best_draw(idata)
         best = draw_params(idata, c, d)
         best_label = f"lowest-chi2 draw (chain {c}, draw {d})"
-    model = render_model(best, data, spec, fit.decoder)
-    sigma = np.sqrt(np.asarray(data.variance(model), float))
     n_par = int(record.get("num_parameters", 0))
-    chi2, n_pix, reduced = reduced_chi2(
-        data.image, model, sigma, data.mask, num_parameters=n_par
-    )
+    if isinstance(data, MultiBandData):
+        bands = band_renders(best, data, spec, fit.decoder)
+        band_quality = _band_quality(bands, n_par)
+        data, model, sigma = bands[0][1:]  # the reference band, for model.png
+        chi2 = sum(q["chi2"] for q in band_quality.values())
+        n_pix = sum(q["num_pixels"] for q in band_quality.values())
+        reduced = chi2 / (n_pix - n_par) if n_pix > n_par else float("nan")
+    else:
+        bands, band_quality = [], None
+        model = render_model(best, data, spec, fit.decoder)
+        sigma = np.sqrt(np.asarray(data.variance(model), float))
+        chi2, n_pix, reduced = reduced_chi2(
+            data.image, model, sigma, data.mask, num_parameters=n_par
+        )
     fit_quality = {
         "best_fit": best_label,
         "chi2": chi2,
@@ -326,9 +345,11 @@ def _write_files(folder: Path, fit, *, truth, meta, dpi) -> dict[str, Any]:
         "chi2_per_pixel": chi2 / max(n_pix, 1),
         "arc_residuals": _arc_check(best, model, sigma, data, spec, fit.decoder),
     }
+    if band_quality is not None:
+        fit_quality["bands"] = band_quality
 
     values, sd = map_result.summary_values(), map_result.sigma
-    laplace = {n: {"map": values.get(n), "laplace_sd": sd.get(n)} for n in spec.parameter_names()}
+    laplace = {n: {"map": values.get(n), "laplace_sd": sd.get(n)} for n in names}
     diag = diagnostics(idata, table) if method != "map" else {"warnings": []}
     for w in diag["warnings"]:
         log.warning("diagnostics: %s", w)
@@ -355,6 +376,10 @@ def _write_files(folder: Path, fit, *, truth, meta, dpi) -> dict[str, Any]:
         "diagnostics": diag,
         "truth": truth,
     }
+    if bands:
+        summary["bands"] = list(fit.data.names)
+        summary["units"] = list(fit.data.units)
+        summary["colours"] = _colours(params_out, fit.data.names)
     write_json(folder / "summary.json", summary)
 
     idata.attrs.update(
@@ -387,6 +412,22 @@ def _write_files(folder: Path, fit, *, truth, meta, dpi) -> dict[str, Any]:
         num_parameters=n_par,
     )
     fig.savefig(folder / "model.png", dpi=dpi)
+    for name, band, band_model, band_sigma in bands:
+        q = band_quality[name]
+        fig = plotting.plot_model(
+            band.image,
+            band_model,
+            band_sigma,
+            extent=band.grid.extent,
+            mask=band.mask,
+            source_mean=src_mean,
+            source_std=src_std,
+            source_extent=src_ext,
+            title=rf"{name}, {what}: $\chi^2$ = {q['chi2']:.0f} over {q['num_pixels']} pixels "
+            f"(source of {fit.data.names[0]})",
+            num_parameters=n_par,
+        )
+        fig.savefig(folder / f"model_{name}.png", dpi=dpi)
     truth_scalars = {
         k: float(v)
         for k, v in (truth or {}).items()
@@ -401,6 +442,54 @@ def _write_files(folder: Path, fit, *, truth, meta, dpi) -> dict[str, Any]:
 
     plt.close("all")
     return summary
+
+
+def band_renders(params: dict[str, Any], data, spec, decoder) -> list[tuple]:
+    """``(name, band, model, sigma)`` of every band of a :class:`vaelens.data.MultiBandData`:
+    the noise-free model of ``params`` on the band's grid and its noise sigma."""
+    from vaelens.models import band_params
+
+    out = []
+    for name, band in zip(data.names, data.bands, strict=True):
+        model = render_model(band_params(params, name, data.names[0]), band, spec, decoder)
+        out.append((name, band, model, np.sqrt(np.asarray(band.variance(model), float))))
+    return out
+
+
+def _band_quality(bands: list[tuple], num_parameters: int) -> dict[str, dict[str, float]]:
+    """chi^2 and reduced chi^2 of every band; the shared parameters are counted against the
+    bands in proportion to their pixels (the reduced chi^2 of the bands then average to the
+    joint one)."""
+    from vaelens.infer.diagnostics import reduced_chi2
+
+    total = sum(int(np.sum(b[1].mask)) for b in bands)
+    out = {}
+    for name, band, model, sigma in bands:
+        n_b = int(np.sum(band.mask))
+        share = num_parameters * n_b / max(total, 1)
+        chi2, n_pix, _ = reduced_chi2(band.image, model, sigma, band.mask)
+        out[name] = {
+            "chi2": chi2,
+            "num_pixels": n_pix,
+            "parameter_share": share,
+            "reduced_chi2": chi2 / (n_pix - share) if n_pix > share else float("nan"),
+            "chi2_per_pixel": chi2 / max(n_pix, 1),
+        }
+    return out
+
+
+def _colours(params_out: dict[str, dict], names) -> dict[str, dict]:
+    """Posterior of the colours (magnitudes relative to the reference band) of every band."""
+    keys = ("mean", "sd", "q16", "q50", "q84", "map", "laplace_sd", "truth")
+    out = {}
+    for name in names[1:]:
+        row = {}
+        for what in ("source", "light"):
+            r = params_out.get(f"{what}_colour_{name}")
+            if r is not None:
+                row[what] = {k: r[k] for k in keys if k in r}
+        out[name] = row
+    return out
 
 
 def format_summary(summary: dict[str, Any]) -> str:
@@ -422,6 +511,13 @@ def format_summary(summary: dict[str, Any]) -> str:
         format_table(rows, cols, index="parameter"),
         f"best fit ({fit['best_fit']}): chi2 = {fit['chi2']:.1f} over {fit['num_pixels']} "
         f"pixels, reduced chi2 = {fit['reduced_chi2']:.3f} ({fit['num_parameters']} parameters)",
+    ]
+    for name, q in fit.get("bands", {}).items():
+        lines.append(
+            f"  band {name}: chi2 = {q['chi2']:.1f} over {q['num_pixels']} pixels, reduced "
+            f"chi2 = {q['reduced_chi2']:.3f}"
+        )
+    lines += [
         "wall time: " + ", ".join(f"{k} {v:.1f} s" for k, v in t.items()),
     ]
     if "map_losses" in summary:

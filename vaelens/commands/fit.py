@@ -1,5 +1,9 @@
 """``vaelens fit``: fit a lens image by MAP (BFGS + Laplace), SVI, NUTS or HMC.
 
+Several images (``vaelens fit IMG1 IMG2 ... --psf PSF1 PSF2 ...``) are bands of one lens,
+read by :func:`vaelens.data.multiband.load_multiband` and fitted jointly by
+:func:`vaelens.models.multiband_lens_model`.
+
 The command reads and checks the FITS inputs (:func:`vaelens.commands._inputs.load_image_data`),
 builds the data-informed model (:meth:`vaelens.models.LensSpec.from_data`), runs
 :func:`vaelens.infer.fit_lens` and writes its output folder (:meth:`vaelens.infer.LensFit.write`).
@@ -70,9 +74,11 @@ def fit_lens_from_args(args: argparse.Namespace):
     from vaelens.infer import fit_lens
     from vaelens.infer.restart import RestartError
 
+    if len(args.image) > 1 or len(args.psf) > 1 or args.band_names:
+        return _fit_bands_from_args(args)
     data = load_image_data(
-        args.image,
-        args.psf,
+        args.image[0],
+        args.psf[0],
         hdu=parse_hdu(args.hdu),
         noise_map=args.noise_map,
         bkg_rms=args.bkg_rms,
@@ -96,8 +102,59 @@ def fit_lens_from_args(args: argparse.Namespace):
         raise cli_error(f"--init-from: {err}") from None
     meta = {
         "command": getattr(args, "command_line", None),
-        "image": str(Path(args.image).resolve()),
-        "psf": str(Path(args.psf).resolve()),
+        "image": str(Path(args.image[0]).resolve()),
+        "psf": str(Path(args.psf[0]).resolve()),
+        "seed": args.seed,
+        "decoder": decoder_kind,
+    }
+    return fit, meta, truth
+
+
+#: Options of one band that ``vaelens fit`` does not take for several images (each band's
+#: noise model comes from its header).
+_SINGLE_BAND_OPTIONS = ("noise_map", "mask", "bkg_rms", "exposure_time", "pixel_scale")
+
+
+def _fit_bands_from_args(args: argparse.Namespace):
+    """:func:`fit_lens_from_args` for several images: a joint multi-band fit."""
+    import jax
+
+    from vaelens.data.inputs import InputError
+    from vaelens.data.multiband import load_multiband
+    from vaelens.infer import fit_lens
+    from vaelens.infer.restart import RestartError
+
+    given = [o for o in _SINGLE_BAND_OPTIONS if getattr(args, o, None) is not None]
+    if given:
+        flags = ", ".join("--" + o.replace("_", "-") for o in given)
+        raise cli_error(
+            f"{flags}: not supported with several images; put each band's noise model "
+            "(BKG_RMS, EXPTIME or an EXPMAP extension) and pixel scale in its header"
+        )
+    try:
+        data = load_multiband(
+            args.image, args.psf, names=args.band_names, hdu=parse_hdu(args.hdu),
+            mask_radius=args.mask_radius,
+        )
+    except InputError as err:
+        raise cli_error(str(err)) from None
+    truth = None
+    if args.truth:
+        from vaelens.commands.simulate import load_truth
+
+        truth = load_truth(args.truth)
+    spec = spec_from_args(args, data.reference)
+    decoder, decoder_kind = make_decoder(args.source, args.weights)
+    try:
+        fit = fit_lens(
+            data, spec, key=jax.random.PRNGKey(args.seed), decoder=decoder, **fit_options(args)
+        )
+    except RestartError as err:
+        raise cli_error(f"--init-from: {err}") from None
+    meta = {
+        "command": getattr(args, "command_line", None),
+        "image": [str(Path(p).resolve()) for p in args.image],
+        "psf": [str(Path(p).resolve()) for p in args.psf],
         "seed": args.seed,
         "decoder": decoder_kind,
     }
@@ -117,8 +174,9 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write(fit.summary().to_string() + "\n")
         raise
     sys.stdout.write(format_summary(summary))
+    bands = "".join(f"model_{b}.png, " for b in summary.get("bands", []))
     sys.stdout.write(
         f"wrote {Path(args.out)}/ (posterior.nc, summary.csv, summary.json, model.png, "
-        "corner.png, trace.png)\n"
+        f"{bands}corner.png, trace.png)\n"
     )
     return 0

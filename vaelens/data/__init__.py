@@ -52,5 +52,6 @@ __all__ = [
     "split_by_id",
 ]
 from vaelens.data.image_data import ImageData  # noqa: E402
+from vaelens.data.multiband import MultiBandData, as_multiband  # noqa: E402
 
-__all__ += ["ImageData"]
+__all__ += ["ImageData", "MultiBandData", "as_multiband"]

@@ -71,8 +71,8 @@ class LensFit:
     map
         The multi-start MAP (:class:`vaelens.infer.MAPResult`) every method starts from.
     data, spec, decoder
-        The fitted :class:`vaelens.data.ImageData`, :class:`vaelens.models.LensSpec` and source
-        decoder (None for a Sersic source).
+        The fitted :class:`vaelens.data.ImageData` (or :class:`vaelens.data.MultiBandData`),
+        :class:`vaelens.models.LensSpec` and source decoder (None for a Sersic source).
     method
         ``"map"``, ``"svi"``, ``"nuts"`` or ``"hmc"``.
     settings
@@ -160,32 +160,33 @@ def _check_args(method, starts, chains, warmup, samples, svi_steps, optimizer, i
 
 
 def _restart_points(init_from, starts, model_args, key) -> np.ndarray:
-    from vaelens.models import lens_model
+    from vaelens.models import model_for
 
     draws = load_init_draws(init_from, starts)
-    return init_points_from(lens_model, model_args, draws, key)
+    return init_points_from(model_for(model_args[0]), model_args, draws, key)
 
 
 def _map_stage(data, spec, decoder, *, key, starts, optimizer, init_from) -> MAPResult:
     """The multi-start MAP (staged for a VAE source, or refined from an earlier fit)."""
-    from vaelens.models import lens_model
+    from vaelens.models import model_for
 
+    model = model_for(data)
     if init_from is not None:
         k_points = jax.random.fold_in(key, 1)
         points = _restart_points(init_from, starts, (data, spec, decoder), k_points)
         log.info("MAP from %d draw(s) of an earlier fit", len(points))
         return map_fit(
-            lens_model, data, spec, decoder, key=key, num_starts=len(points),
+            model, data, spec, decoder, key=key, num_starts=len(points),
             init_points=points, method=optimizer,
         )
     if spec.source_model == "vae":
         return staged_map_fit(
-            lens_model, data, spec, decoder, key=key,
+            model, data, spec, decoder, key=key,
             fixed={"z": np.zeros(spec.source.latent_dim, np.float32)},
             num_starts=starts, num_refine=max(1, min(4, starts // 2)),
             num_plain=max(1, starts // 2), method=optimizer,
         )
-    return map_fit(lens_model, data, spec, decoder, key=key, num_starts=starts, method=optimizer)
+    return map_fit(model, data, spec, decoder, key=key, num_starts=starts, method=optimizer)
 
 
 def _map_of(init, data, spec) -> MAPResult:
@@ -248,11 +249,15 @@ def fit_lens(
 
     Parameters
     ----------
-    data : vaelens.data.ImageData
-        The observation.
+    data : vaelens.data.ImageData, vaelens.data.MultiBandData or list of ImageData
+        The observation: one band (:func:`vaelens.models.lens_model`), or several bands in one
+        angular frame, fitted jointly by :func:`vaelens.models.multiband_lens_model` (one
+        mass and source shape, per-band amplitudes; a list becomes a ``MultiBandData`` with
+        the names ``band0, band1, ...``, a list of one band is that band). Every method works
+        on both models.
     spec : vaelens.models.LensSpec, optional
         The model; default ``LensSpec.from_data(data)`` (EPL + shear, Sersic lens light, VAE
-        source, data-informed amplitude priors).
+        source, data-informed amplitude priors; of the reference band for several bands).
     method
         ``"map"`` (MAP + Laplace draws), ``"svi"``, ``"nuts"`` or ``"hmc"``.
     key
@@ -289,13 +294,16 @@ def fit_lens(
     ValueError
         Bad settings, or ``init``/``init_from`` from another model.
     """
+    from vaelens.data.multiband import MultiBandData, as_multiband
     from vaelens.models import LensSpec
     from vaelens.models.decoder import resolve_decoder
 
     _check_args(method, starts, chains, warmup, samples, svi_steps, optimizer, init_mass)
     if init is not None and init_from is not None:
         raise ValueError("give init or init_from, not both")
-    spec = LensSpec.from_data(data) if spec is None else spec
+    data = as_multiband(data)
+    if spec is None:
+        spec = LensSpec.from_data(data.reference if isinstance(data, MultiBandData) else data)
     if spec.source_model == "vae":
         decoder = resolve_decoder(decoder)
     opt = default_optimizer() if optimizer == "auto" else optimizer
@@ -368,9 +376,9 @@ def fit_lens(
 
 
 def _model_and_args(data, spec, decoder) -> tuple:
-    from vaelens.models import lens_model
+    from vaelens.models import model_for
 
-    return lens_model, data, spec, decoder
+    return model_for(data), data, spec, decoder
 
 
 def _describe(init_from) -> str | None:
