@@ -39,11 +39,17 @@ def _contact_sheet(cutouts, titles, path: Path, max_stamps: int = 64) -> None:
             continue
         stamp = cutouts.stamps[k]
         sigma = float(np.sqrt(cutouts.noise_variance[k]))
-        ax.imshow(np.arcsinh(stamp / sigma), origin="lower", cmap="magma", vmin=-2,
-                  vmax=max(float(np.arcsinh(stamp.max() / sigma)), 1.0))
+        ax.imshow(
+            np.arcsinh(stamp / sigma),
+            origin="lower",
+            cmap="magma",
+            vmin=-2,
+            vmax=max(float(np.arcsinh(stamp.max() / sigma)), 1.0),
+        )
         ax.set_title(titles[k], fontsize=7)
-    fig.suptitle(f"{len(cutouts)} stamps" + (f" (first {n})" if n < len(cutouts) else ""),
-                 fontsize=9)
+    fig.suptitle(
+        f"{len(cutouts)} stamps" + (f" (first {n})" if n < len(cutouts) else ""), fontsize=9
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
@@ -57,8 +63,13 @@ def _field_figure(field, cutouts, path: Path) -> None:
     sigma = cutouts.noise_rms
     img = np.nan_to_num(field - cutouts.background)
     fig, ax = plt.subplots(figsize=(6, 6))
-    ax.imshow(np.arcsinh(img / sigma), origin="lower", cmap="gray_r", vmin=-1,
-              vmax=max(float(np.arcsinh(np.nanmax(img) / sigma)), 1.0))
+    ax.imshow(
+        np.arcsinh(img / sigma),
+        origin="lower",
+        cmap="gray_r",
+        vmin=-1,
+        vmax=max(float(np.arcsinh(np.nanmax(img) / sigma)), 1.0),
+    )
     size = cutouts.stamps.shape[-1]
     src = cutouts.sources
     for row in src:
@@ -66,12 +77,22 @@ def _field_figure(field, cutouts, path: Path) -> None:
             x0 = np.floor(row["x"] + 0.5) - size // 2 - 0.5
             y0 = np.floor(row["y"] + 0.5) - size // 2 - 0.5
             ax.add_patch(Rectangle((x0, y0), size, size, fill=False, color="tab:green", lw=0.8))
-            ax.text(row["x"], row["y"] + size / 2, str(row["label"]), color="tab:green",
-                    fontsize=6, ha="center", va="bottom")
+            ax.text(
+                row["x"],
+                row["y"] + size / 2,
+                str(row["label"]),
+                color="tab:green",
+                fontsize=6,
+                ha="center",
+                va="bottom",
+            )
         else:
             ax.plot(row["x"], row["y"], "o", mfc="none", color="tab:red", ms=4, mew=0.6)
-    ax.set_title(f"{int(src['selected'].sum())} kept (boxes), "
-                 f"{int((~src['selected']).sum())} rejected (circles)", fontsize=9)
+    ax.set_title(
+        f"{int(src['selected'].sum())} kept (boxes), "
+        f"{int((~src['selected']).sum())} rejected (circles)",
+        fontsize=9,
+    )
     ax.set_axis_off()
     fig.tight_layout()
     fig.savefig(path, dpi=90)
@@ -91,7 +112,9 @@ def run(args: argparse.Namespace) -> int:
     except ImportError:
         from vaelens.data.cutouts import INSTALL_HINT
 
-        raise cli_error(f"vaelens cutouts needs photutils, which is not installed: {INSTALL_HINT}")
+        raise cli_error(
+            f"vaelens cutouts needs photutils, which is not installed: {INSTALL_HINT}"
+        ) from None
     t0 = time.perf_counter()
     field_path = require_file(args.field, "field")
     psf_path = require_file(args.psf, "PSF")

@@ -158,7 +158,11 @@ class Cutouts:
 
     def rejection_counts(self) -> dict[str, int]:
         """How many detected sources each rejection reason removed."""
-        reasons = [str(r) for r, s in zip(self.sources["reason"], self.sources["selected"]) if not s]
+        reasons = [
+            str(r)
+            for r, s in zip(self.sources["reason"], self.sources["selected"], strict=True)
+            if not s
+        ]
         return _count_reasons(reasons)
 
 
@@ -315,8 +319,11 @@ def check_psf(
             hy, hx = min(psf_size // 2, cy), min(psf_size // 2, cx)
             total = p.sum()
             p = p[cy - hy : cy + hy + 1, cx - hx : cx + hx + 1]
-            log.info("PSF cropped to %s: %.2f%% of its flux left out", p.shape,
-                     100 * (1 - p.sum() / total))
+            log.info(
+                "PSF cropped to %s: %.2f%% of its flux left out",
+                p.shape,
+                100 * (1 - p.sum() / total),
+            )
             if not p.sum() > 0:
                 raise CutoutError(f"the PSF cropped to {psf_size} px has a non-positive sum")
     if p.shape[0] > stamp_size or p.shape[1] > stamp_size:
@@ -377,7 +384,9 @@ def estimate_noise(
     """Background and noise rms of a field from its source-free pixels.
 
     Sources are detected in the smoothed field at ``mask_nsigma`` times the smoothed noise
-    (starting from the sigma-clipped statistics of all pixels), dilated by a disk of
+    (starting from the sigma-clipped median of all pixels and the smaller of their clipped
+    standard deviation and the robust scatter of neighbouring-pixel differences), dilated by a
+    disk of
     ``mask_dilation`` pixels and masked; the sigma-clipped (3 sigma) median and standard
     deviation of the remaining pixels are the background and the rms. Two iterations. With a
     per-pixel ``rms_map`` (a noise map) only the background is measured and the returned rms is
@@ -398,6 +407,12 @@ def estimate_noise(
 
     seg = _photutils_segmentation()
     _, bkg, rms = sigma_clipped_stats(field[valid], sigma=3.0, maxiters=10)
+    # first guess of the rms from neighbouring-pixel differences: blind to smooth light, so a
+    # source filling the field does not pass for noise
+    pair = valid[:, 1:] & valid[:, :-1]
+    if pair.sum() > MIN_FREE_PIXELS:
+        diff = (field[:, 1:] - field[:, :-1])[pair]
+        rms = min(rms, float(1.4826 * np.median(np.abs(diff - np.median(diff))) / np.sqrt(2.0)))
     if rms_map is not None:
         rms = float(np.median(rms_map[valid]))
     if not rms > 0:
@@ -530,7 +545,8 @@ def make_cutouts(
     deblend : bool
         Split blended sources (photutils ``deblend_sources``).
     deblend_contrast : float
-        Minimum flux fraction of a deblended component (0.02; SExtractor's default 0.005 shreds the disks and knots of HST galaxies).
+        Minimum flux fraction of a deblended component (0.02; SExtractor's default 0.005
+        shreds the disks and star-forming knots of HST galaxies into pieces).
     margin : int
         Pixels kept between a galaxy's segment and the stamp's edge.
     max_neighbour_fraction : float
@@ -580,7 +596,9 @@ def make_cutouts(
     if not 0 < deblend_contrast < 1:
         raise CutoutError(f"deblend_contrast must lie in (0, 1), got {deblend_contrast}")
     if not 0 <= max_neighbour_fraction <= 1:
-        raise CutoutError(f"max_neighbour_fraction must lie in [0, 1], got {max_neighbour_fraction}")
+        raise CutoutError(
+            f"max_neighbour_fraction must lie in [0, 1], got {max_neighbour_fraction}"
+        )
     valid = np.isfinite(data)
     if not valid.any():
         raise CutoutError("the field has no finite pixel")
@@ -685,9 +703,7 @@ def make_cutouts(
                 or bb.ixmax > x1 - margin
                 or bb.iymax > y1 - margin
             ):
-                reason = (
-                    f"larger than the stamp ({bb.ixmax - bb.ixmin} x {bb.iymax - bb.iymin} px)"
-                )
+                reason = f"larger than the stamp ({bb.ixmax - bb.ixmin} x {bb.iymax - bb.iymin} px)"
             else:
                 box = labels[y0:y1, x0:x1]
                 own = box == label
@@ -791,7 +807,11 @@ PSF_SUFFIX = "_PSF_images.fits"
 
 
 def write_catalog_files(
-    cutouts: Cutouts, folder: str | os.PathLike, *, prefix: str = "real_galaxy", ident_offset: int = 0
+    cutouts: Cutouts,
+    folder: str | os.PathLike,
+    *,
+    prefix: str = "real_galaxy",
+    ident_offset: int = 0,
 ) -> Path:
     """Write the catalogue files into an existing folder (not atomically); see
     :func:`write_real_galaxy_catalog`. Returns the catalogue's path."""
@@ -834,8 +854,9 @@ def write_catalog_files(
         fits.Column(name="RA", format="D", array=np.asarray(rows["ra"], float)),
         fits.Column(name="DEC", format="D", array=np.asarray(rows["dec"], float)),
         fits.Column(name="MAG", format="D", array=mag),
-        fits.Column(name="BAND", format=f"{max(len(cutouts.band), 1)}A",
-                    array=np.array([cutouts.band] * n)),
+        fits.Column(
+            name="BAND", format=f"{max(len(cutouts.band), 1)}A", array=np.array([cutouts.band] * n)
+        ),
         fits.Column(name="WEIGHT", format="D", array=np.ones(n)),
         fits.Column(name="GAL_FILENAME", format=f"{fname_len}A", array=np.array([img_name] * n)),
         fits.Column(name="PSF_FILENAME", format=f"{fname_len}A", array=np.array([psf_name] * n)),
@@ -851,8 +872,9 @@ def write_catalog_files(
         fits.Column(name="AREA", format="D", array=np.asarray(rows["area"], float)),
         fits.Column(name="FIELD_X", format="D", array=np.asarray(rows["x"], float)),
         fits.Column(name="FIELD_Y", format="D", array=np.asarray(rows["y"], float)),
-        fits.Column(name="NEIGHBOUR_FRAC", format="D",
-                    array=np.asarray(rows["neighbour_fraction"], float)),
+        fits.Column(
+            name="NEIGHBOUR_FRAC", format="D", array=np.asarray(rows["neighbour_fraction"], float)
+        ),
     ]
     table = fits.BinTableHDU.from_columns(cols)
     table.header["BKG"] = (cutouts.background, "background subtracted from the field")
