@@ -232,7 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--min-area", type=_positive_int, default=10, help="fewest pixels of a source (10)"
     )
     p.add_argument(
-        "--min-snr", type=_positive_float, default=10.0, help="smallest segment S/N kept (10)"
+        "--min-snr", type=_positive_float, default=20.0, help="smallest segment S/N kept (20)"
     )
     p.add_argument(
         "--deblend",

@@ -502,7 +502,7 @@ def make_cutouts(
     stamp_size: int = DEFAULT_STAMP_SIZE,
     nsigma: float = 3.0,
     min_area: int = 10,
-    min_snr: float = 10.0,
+    min_snr: float = 20.0,
     deblend: bool = True,
     deblend_contrast: float = 0.02,
     margin: int = 2,
