@@ -10,6 +10,7 @@
     vaelens compare fit_map/ fit_nuts/
     vaelens export fit_map/ --coolest coolest/
     vaelens fit-galaxy stamps.fits --out gal/
+    vaelens cutouts field.fits --psf psf.fits --out stamps/
     vaelens demo --out demo/
     vaelens train --help
 
@@ -196,6 +197,96 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=_nonneg_int, default=0)
     p.add_argument("--force", action="store_true", help="replace an existing output folder")
     p.set_defaults(func="fit_galaxy")
+
+    p = sub.add_parser(
+        "cutouts",
+        help="cut single-galaxy stamps out of a survey image (RealGalaxyCatalog; photutils)",
+        description="Detect and deblend the galaxies of a field (photutils), keep the "
+        "isolated-enough ones whose stamp fits, replace their neighbours by noise and write a "
+        "GalSim RealGalaxyCatalog (catalogue + images + PSF) that vaelens fit-galaxy, vaelens "
+        "train and vaelens.data.load_real_galaxy_catalog read. Needs photutils: pip install "
+        "'vaelens[cutouts]'.",
+    )
+    p.add_argument("field", help="FITS image of the field (HDU 0 unless --hdu)")
+    p.add_argument("--psf", required=True, help="FITS PSF at the field's pixel scale (odd size)")
+    p.add_argument("--out", required=True, help="output folder (must not exist unless --force)")
+    p.add_argument("--hdu", default=0, help="HDU of the field: index or name (default 0)")
+    noise = p.add_mutually_exclusive_group()
+    noise.add_argument("--noise-map", help="FITS image of the per-pixel noise rms")
+    noise.add_argument("--weight", help="FITS inverse-variance (weight) map")
+    p.add_argument(
+        "--pixel-scale",
+        type=_positive_float,
+        help="arcsec per pixel (default: header PIXSCALE or WCS)",
+    )
+    p.add_argument(
+        "--stamp-size", type=_positive_int, default=64, help="stamp side, field pixels (64)"
+    )
+    p.add_argument(
+        "--nsigma",
+        type=_positive_float,
+        default=3.0,
+        help="detection threshold, in rms of the PSF-smoothed noise (3)",
+    )
+    p.add_argument(
+        "--min-area", type=_positive_int, default=10, help="fewest pixels of a source (10)"
+    )
+    p.add_argument(
+        "--min-snr", type=_positive_float, default=20.0, help="smallest segment S/N kept (20)"
+    )
+    p.add_argument(
+        "--deblend",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="split blended sources (default: yes)",
+    )
+    p.add_argument(
+        "--deblend-contrast",
+        type=_positive_float,
+        default=0.02,
+        help="smallest flux fraction of a deblended component (0.02)",
+    )
+    p.add_argument(
+        "--margin",
+        type=_nonneg_int,
+        default=2,
+        help="pixels between a galaxy's segment and the stamp edge (2)",
+    )
+    p.add_argument(
+        "--max-neighbour-fraction",
+        type=_positive_float,
+        default=0.5,
+        help="largest fraction of a stamp its neighbours may cover (0.5)",
+    )
+    p.add_argument(
+        "--psf-size",
+        type=_positive_int,
+        help="crop the PSF to this odd size about its centre (needed if larger than the stamp)",
+    )
+    p.add_argument(
+        "--recentre-psf",
+        action="store_true",
+        help="accept an even-sized PSF: cut the largest odd box centred on its brightest pixel",
+    )
+    p.add_argument(
+        "--zeropoint", type=float, help="AB zero point for MAG (default: header PHOTFLAM/PHOTPLAM)"
+    )
+    p.add_argument(
+        "--prefix",
+        default="real_galaxy",
+        help="file-name prefix: PREFIX_catalog.fits, PREFIX_images.fits, PREFIX_PSF_images.fits",
+    )
+    p.add_argument(
+        "--ident-offset",
+        type=_nonneg_int,
+        default=0,
+        help="added to the segmentation labels to make IDENT (0)",
+    )
+    p.add_argument(
+        "--seed", type=_nonneg_int, default=0, help="seed of the noise replacing neighbours (0)"
+    )
+    p.add_argument("--force", action="store_true", help="replace an existing output folder")
+    p.set_defaults(func="cutouts")
 
     p = sub.add_parser("compare", help="compare a MAP fit folder with a NUTS fit folder")
     p.add_argument("map_dir", help="output folder of 'vaelens fit --method map'")
