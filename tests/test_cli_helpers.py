@@ -19,6 +19,11 @@ def test_header_pixel_scale_from_pixscale_cd_matrix_or_cdelt():
     assert _common.header_pixel_scale(cd) == pytest.approx(0.04, rel=1e-9)
     assert _common.header_pixel_scale(fits.Header({"CDELT1": -deg})) == pytest.approx(0.04)
     assert _common.header_pixel_scale(fits.Header()) is None
+    # CDELT of one degree with the scale in a rotated PC matrix (as astropy writes WCS headers)
+    c, s = np.cos(0.3), np.sin(0.3)
+    pc = fits.Header({"CDELT1": 1.0, "CDELT2": 1.0, "PC1_1": -deg * c, "PC1_2": deg * s,
+                      "PC2_1": deg * s, "PC2_2": deg * c})
+    assert _common.header_pixel_scale(pc) == pytest.approx(0.04, rel=1e-9)
 
 
 def test_unit_sersic_flux_matches_numerical_integral():

@@ -81,7 +81,8 @@ def parse_hdu(text: str | int) -> int | str:
 
 
 def header_pixel_scale(header: Any) -> float | None:
-    """Pixel scale in arcsec from ``PIXSCALE`` or the CD matrix (None if neither is there)."""
+    """Pixel scale in arcsec from ``PIXSCALE``, the CD matrix or ``CDELT`` with its ``PC``
+    matrix (None if none is there)."""
     if "PIXSCALE" in header:
         return float(header["PIXSCALE"])
     if "CD1_1" in header and "CD2_2" in header:
@@ -93,7 +94,15 @@ def header_pixel_scale(header: Any) -> float | None:
         )
         return float(np.sqrt(abs(np.linalg.det(cd))) * 3600.0)
     if "CDELT1" in header:
-        return float(abs(header["CDELT1"]) * 3600.0)
+        cdelt = np.array([float(header["CDELT1"]), float(header.get("CDELT2", header["CDELT1"]))])
+        pc = np.array(
+            [
+                [header.get("PC1_1", 1.0), header.get("PC1_2", 0.0)],
+                [header.get("PC2_1", 0.0), header.get("PC2_2", 1.0)],
+            ],
+            dtype=float,
+        )
+        return float(np.sqrt(abs(np.linalg.det(cdelt[:, None] * pc))) * 3600.0)
     return None
 
 
