@@ -29,6 +29,8 @@ from vaelens.models import (
     simulate_lens,
 )
 
+pytestmark = pytest.mark.slow
+
 SETTINGS = {"num_warmup": 20, "num_samples": 12, "num_chains": 2, "max_tree_depth": 4,
             "progress_bar": False, "log_likelihood": False, "chain_method": "vectorized"}
 

@@ -3,6 +3,8 @@
 The command reads and checks the FITS inputs (:func:`vaelens.commands._inputs.load_image_data`),
 builds the data-informed model (:meth:`vaelens.models.LensSpec.from_data`), runs
 :func:`vaelens.infer.fit_lens` and writes its output folder (:meth:`vaelens.infer.LensFit.write`).
+NUTS/HMC write every chunk of draws into the output folder's ``sampling/`` record while they
+run; ``vaelens fit --resume FIT_DIR`` continues an interrupted run with its own options.
 """
 
 from __future__ import annotations

@@ -11,6 +11,12 @@ warm-up window, regularised towards the identity, would otherwise swamp the narr
 and force tiny steps and maximal trees. Chains start at ``u = jitter * N(0, I)``, inside the
 typical set, and the diagonal or dense mass matrix is then adapted in Stan-style windows
 (Hoffman & Gelman 2014, JMLR 15, 1593; Betancourt 2017, arXiv:1701.02434).
+
+After the warm-up the draws are taken in chunks (``chunk_size`` draws per chain, each chunk
+starting from the last sampler state of the previous one, so that the draws do not depend on
+the chunk size), optionally written to a checkpoint folder and resumed from it
+(:mod:`vaelens.infer.chunked`). Image-valued deterministic sites are summarised by their mean
+and standard deviation unless kept per draw (``keep_draws``).
 """
 
 from __future__ import annotations
