@@ -328,8 +328,10 @@ def _run(
                                **{n: v for k, m in moments.items() for n, v in m.state(k).items()}})
     jax.block_until_ready(state)
     timings["warmup"] = time.perf_counter() - t1
-    mcmc.progress_bar = False  # one compiled loop per chunk; the bar below counts the chunks
     moment_fn = _moment_fn(fm, x_star, lmat, tuple(accumulate)) if accumulate else None
+    if getattr(kernel, "_sample_fn", None) is None:  # resumed: the kernel needs its functions
+        kernel.init(k_mcmc, num_warmup, u0[0], (), {})
+    chunk_fns: dict[int, Callable] = {}
 
     bar = None
     if progress_bar:
@@ -339,13 +341,14 @@ def _run(
     try:
         while draws_done < num_samples:
             n = min(int(chunk_size), int(num_samples) - draws_done)
-            mcmc.num_samples = n
-            mcmc.post_warmup_state = state
-            mcmc.run(state.rng_key, init_params=init_params, extra_fields=extra)
-            state = mcmc.last_state
-            ex = jax.device_get(mcmc.get_extra_fields(group_by_chain=True))
-            chunk = {"u": np.asarray(mcmc.get_samples(group_by_chain=True))}
-            chunk.update({f"stat_{k}": np.asarray(v) for k, v in ex.items()})
+            if n not in chunk_fns:
+                chunk_fns[n] = _chunk_fn(kernel, n, num_chains, chain_method)
+            state, (u_chunk, fields) = chunk_fns[n](state)
+            chunk = {"u": np.asarray(u_chunk)}
+            if num_chains == 1:
+                chunk["u"] = chunk["u"][None]
+            chunk.update({f"stat_{k}": np.asarray(v).reshape(chunk["u"].shape[:2])
+                          for k, v in fields.items()})
             if moment_fn is not None:
                 batch = moment_fn(jnp.asarray(chunk["u"]).reshape(-1, fm.dim))
                 for k, m in moments.items():
@@ -440,6 +443,35 @@ def _run(
         )
     )
     return idata
+
+
+_FIELDS = ("diverging", "num_steps", "energy", "potential_energy", "accept_prob")
+
+
+def _chunk_fn(kernel, n: int, num_chains: int, chain_method: str) -> Callable:
+    """Compiled ``state -> (state, (u, fields))``: ``n`` transitions of every chain.
+
+    One program per chunk length, held by the caller (NumPyro's ``MCMC.run`` compiles its loop
+    anew on every call after ``post_warmup_state``). Each transition draws from the state's
+    own random key, so consecutive chunks continue one random stream.
+    """
+
+    def one_chain(state):
+        def step(s, _):
+            s = kernel.sample(s, (), {})
+            fields = {k: getattr(s, k) for k in _FIELDS}
+            fields["adapt_state.step_size"] = s.adapt_state.step_size
+            return s, (s.z, fields)
+
+        return jax.lax.scan(step, state, None, length=n)
+
+    if num_chains == 1:
+        return jax.jit(one_chain)
+    if chain_method == "parallel":
+        return jax.pmap(one_chain)
+    if chain_method == "vectorized":
+        return jax.jit(jax.vmap(one_chain))
+    return jax.jit(lambda states: jax.lax.map(one_chain, states))
 
 
 def _moment_fn(fm, x_star, lmat, names: tuple[str, ...]):
