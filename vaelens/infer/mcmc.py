@@ -330,7 +330,10 @@ def _run(
     timings["warmup"] = time.perf_counter() - t1
     moment_fn = _moment_fn(fm, x_star, lmat, tuple(accumulate)) if accumulate else None
     if getattr(kernel, "_sample_fn", None) is None:  # resumed: the kernel needs its functions
-        kernel.init(k_mcmc, num_warmup, u0[0], (), {})
+        if chain_method == "vectorized" and num_chains > 1:  # NumPyro's batched kernel
+            kernel.init(jax.random.split(k_mcmc, num_chains), num_warmup, u0, (), {})
+        else:
+            kernel.init(k_mcmc, num_warmup, u0[0], (), {})
     chunk_fns: dict[int, Callable] = {}
 
     bar = None
@@ -467,10 +470,16 @@ def _chunk_fn(kernel, n: int, num_chains: int, chain_method: str) -> Callable:
 
     if num_chains == 1:
         return jax.jit(one_chain)
+    if chain_method == "vectorized":  # NumPyro's vectorized kernel maps the chains itself
+
+        @jax.jit
+        def batched(states):
+            state, out = one_chain(states)
+            return state, jax.tree_util.tree_map(lambda a: jnp.swapaxes(a, 0, 1), out)
+
+        return batched
     if chain_method == "parallel":
         return jax.pmap(one_chain)
-    if chain_method == "vectorized":
-        return jax.jit(jax.vmap(one_chain))
     return jax.jit(lambda states: jax.lax.map(one_chain, states))
 
 
