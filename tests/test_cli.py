@@ -245,11 +245,18 @@ def test_fit_nuts_with_the_gauss_newton_metric(map_fit, mock):
     argv[argv.index("--chains") + 1] = "1"
     out = mock / "fit_nuts_gn"
     code, _, err = run_cli([*argv, "--init-mass", "gauss-newton", "--warmup", "40",
-                            "--max-tree-depth", "6", "--out", out])
+                            "--max-tree-depth", "6", "--chunk-size", "20", "--out", out])
     assert code == 0, err
     s = json.loads((out / "summary.json").read_text())
     assert s["method"] == "nuts" and s["init_mass"] == "gauss-newton"
-    post = az.from_netcdf(out / "posterior.nc").posterior
+    # two chunks recorded for --resume; the source kept as its posterior mean and sd only
+    assert sorted(p.name for p in (out / "sampling").glob("chunk_*")) == [
+        "chunk_00000.npz", "chunk_00001.npz"]
+    idata = az.from_netcdf(out / "posterior.nc")
+    assert "source" not in idata.posterior and "posterior_moments" in idata.groups()
+    code, _, err = run_cli(["fit", "--resume", mock / "nope"])
+    assert_clean_error(code, err, "--resume", "no interrupted sampling run")
+    post = idata.posterior
     assert post.sizes["draw"] == 40
     # the chain stays around the MAP it started from, with a width like the Laplace sigma
     te0 = json.loads((map_fit[0] / "summary.json").read_text())["parameters"]["theta_E"]

@@ -64,7 +64,8 @@ def posterior(problem, map_result):
     data, spec, decoder, _ = problem
     return nuts(lens_model, data, spec, decoder, key=jax.random.PRNGKey(3), init=map_result,
                 num_warmup=150, num_samples=150, num_chains=2, progress_bar=False,
-                posterior_predictive=True, chain_method="sequential", max_tree_depth=7)
+                posterior_predictive=True, chain_method="sequential", max_tree_depth=7,
+                keep_draws=True)
 
 
 @pytest.fixture(scope="module")

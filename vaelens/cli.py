@@ -360,6 +360,26 @@ def _add_fit_arguments(p: argparse.ArgumentParser) -> None:
     _add_fit_options(p)
     p.add_argument("--out", required=True, help="output folder (must not exist unless --force)")
     p.add_argument("--force", action="store_true", help="replace an existing output folder")
+    p.add_argument(
+        "--chunk-size",
+        type=_positive_int,
+        default=100,
+        help="NUTS/HMC draws per chain between two writes of the sampling record into the "
+        "output folder (100); Ctrl-C takes effect at the end of a chunk",
+    )
+    p.add_argument(
+        "--save-source-draws",
+        action="store_true",
+        help="NUTS/HMC: store the decoded source of every draw in posterior.nc (default: only "
+        "its posterior mean and standard deviation, accumulated while sampling)",
+    )
+    p.add_argument(
+        "--resume",
+        metavar="FIT_DIR",
+        help="continue the interrupted NUTS/HMC run whose output folder is FIT_DIR, with the "
+        "options it was started with (the image and the other options may be left out)",
+    )
+    p.add_argument("--resume-cwd", help=argparse.SUPPRESS)
 
 
 def _add_fit_options(p: argparse.ArgumentParser, *, method_default: str | None = None) -> None:
@@ -544,6 +564,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             func="train", train_args=argv[1:], debug=False, quiet=False, command="train"
         )
     else:
+        from vaelens.commands.fit import resume_argv
+
+        try:
+            argv = resume_argv(argv)  # `fit --resume FIT_DIR`: the interrupted run's options
+        except CLIError as err:
+            sys.stderr.write(f"vaelens fit: error: {_one_line(err)}\n")
+            return EXIT_USAGE
         args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help(sys.stderr)
@@ -563,8 +590,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         warnings.showwarning = _show_warning
         try:
             return _dispatch(args)
-        except KeyboardInterrupt:
-            sys.stderr.write("vaelens: interrupted; no output folder was written\n")
+        except KeyboardInterrupt as exc:
+            folder = getattr(exc, "folder", None)
+            if folder is not None and getattr(exc, "draws_done", 0) > 0:
+                sys.stderr.write(
+                    f"vaelens: interrupted after {exc.draws_done} of {exc.draws_total} draws per "
+                    f"chain; the finished chunks are in {folder}/sampling. Continue with: "
+                    f"vaelens fit --resume {shlex.quote(str(folder))}\n"
+                )
+            elif folder is not None:
+                sys.stderr.write(
+                    "vaelens: interrupted before the first chunk of draws; continue with: "
+                    f"vaelens fit --resume {shlex.quote(str(folder))} (it starts the sampling "
+                    "again)\n"
+                )
+            else:
+                sys.stderr.write("vaelens: interrupted; no output folder was written\n")
             return 130
         except _expected_errors() as err:
             if debug:

@@ -133,8 +133,12 @@ def source_images(
     footprint ``source_size`` around ``source_center``; for a Sersic source the profile is
     evaluated (flux per 0.03" pixel) on a 64 x 64 grid of 1.92" around its centre. With ``best``
     (a MAP point) the image shown is that of ``best`` and the spread is a robust standard
-    deviation (1.4826 x MAD) of the draws, insensitive to a few wild Laplace draws.
+    deviation (1.4826 x MAD) of the draws, insensitive to a few wild Laplace draws. A sampler
+    that stored no per-draw ``source`` gives the accumulated mean and standard deviation of its
+    ``posterior_moments`` group (:func:`vaelens.infer.chunked.image_moments`).
     """
+    from vaelens.infer.chunked import image_moments
+
     post = idata.posterior
 
     def centre(name, default):
@@ -143,13 +147,19 @@ def source_images(
         return float(post[name].median()) if name in post else default
 
     cx, cy = centre("source_center_x", 0.0), centre("source_center_y", 0.0)
+    half = 0.5 * centre("source_size", 1.92)
     if "source" in post:
         draws = np.asarray(post["source"].values, float).reshape(-1, *post["source"].shape[2:])
-        half = 0.5 * centre("source_size", 1.92)
         ext = (cx - half, cx + half, cy - half, cy + half)
         if best is not None and "source" in best:
             return np.asarray(best["source"], float), _robust_std(draws), ext
         return draws.mean(0), draws.std(0), ext
+    moments = image_moments(idata, "source")
+    if moments is not None:  # a sampler's accumulated moments (no per-draw source stored)
+        ext = (cx - half, cx + half, cy - half, cy + half)
+        if best is not None and "source" in best:
+            return np.asarray(best["source"], float), moments[1], ext
+        return moments[0], moments[1], ext
     from vaelens.lensing import Sersic
 
     n = post.sizes["chain"] * post.sizes["draw"]
@@ -245,6 +255,7 @@ def write_fit_folder(
     truth: dict[str, Any] | None = None,
     meta: dict[str, Any] | None = None,
     dpi: int = 110,
+    carry: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """Write the output folder of a :class:`vaelens.infer.LensFit` and return the summary.
 
@@ -258,6 +269,9 @@ def write_fit_folder(
         True parameters of a simulated lens, drawn on the plots and compared in the summary.
     meta
         Extra entries of ``summary.json`` (command line, input files, ...).
+    carry
+        Entries of an existing ``path`` copied into the new folder (e.g. the ``sampling``
+        record of a chunked NUTS run, which ``--resume`` reads).
 
     Raises
     ------
@@ -280,7 +294,11 @@ def write_fit_folder(
         )
     try:
         with atomic_output_dir(out, force=force) as tmp:
-            return _write_files(tmp, fit, truth=truth, meta=meta or {}, dpi=dpi)
+            summary = _write_files(tmp, fit, truth=truth, meta=meta or {}, dpi=dpi)
+            for name in carry:
+                if (out / name).is_dir():
+                    shutil.copytree(out / name, tmp / name)
+            return summary
     except OSError as err:
         if isinstance(err, OutputWriteError | FileExistsError):
             raise

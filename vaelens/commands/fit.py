@@ -7,11 +7,14 @@ read by :func:`vaelens.data.multiband.load_multiband` and fitted jointly by
 The command reads and checks the FITS inputs (:func:`vaelens.commands._inputs.load_image_data`),
 builds the data-informed model (:meth:`vaelens.models.LensSpec.from_data`), runs
 :func:`vaelens.infer.fit_lens` and writes its output folder (:meth:`vaelens.infer.LensFit.write`).
+NUTS/HMC write every chunk of draws into the output folder's ``sampling/`` record while they
+run; ``vaelens fit --resume FIT_DIR`` continues an interrupted run with its own options.
 """
 
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -19,7 +22,10 @@ from typing import Any
 from vaelens.commands._common import cli_error, make_decoder, parse_hdu
 from vaelens.commands._inputs import load_image_data
 
-__all__ = ["fit_lens_from_args", "fit_options", "run", "spec_from_args"]
+__all__ = ["fit_lens_from_args", "fit_options", "resume_argv", "run", "spec_from_args"]
+
+#: Options of ``vaelens fit`` that name files, made absolute when a run is resumed.
+_PATH_OPTIONS = ("image", "psf", "noise_map", "mask", "truth", "weights", "init_from")
 
 
 def spec_from_args(args: argparse.Namespace, data):
@@ -60,7 +66,53 @@ def fit_options(args: argparse.Namespace) -> dict[str, Any]:
         "init_mass": args.init_mass,
         "init_from": args.init_from,
         "progress_bar": os.environ.get("TQDM_DISABLE", "0") in ("", "0"),
+        **_sampling_options(args),
     }
+
+
+def _sampling_options(args: argparse.Namespace) -> dict[str, Any]:
+    """Chunked NUTS/HMC sampling into the output folder (``--chunk-size``, ``--resume``)."""
+    import os
+
+    if args.method not in ("nuts", "hmc") or getattr(args, "out", None) is None:
+        return {}
+    argv = shlex.split(args.command_line)[1:] if getattr(args, "command_line", None) else []
+    if "--resume" in argv:
+        argv = argv[: argv.index("--resume")]
+    return {
+        "chunk_size": getattr(args, "chunk_size", 100),
+        "keep_draws": ("source",) if getattr(args, "save_source_draws", False) else (),
+        "checkpoint": args.out,
+        "resume": bool(getattr(args, "resume", None)),
+        "checkpoint_info": {"argv": argv, "cwd": os.getcwd()},
+    }
+
+
+def resume_argv(argv: list[str]) -> list[str]:
+    """``fit --resume FIT_DIR [...]`` -> the interrupted run's own arguments plus ``--resume``.
+
+    Other ``argv`` is returned as it is.
+    """
+    if not argv or argv[0] != "fit":
+        return argv
+    folder = None
+    for i, a in enumerate(argv):
+        if a == "--resume" and i + 1 < len(argv):
+            folder = argv[i + 1]
+        elif a.startswith("--resume="):
+            folder = a.split("=", 1)[1]
+    if folder is None:
+        return argv
+    from vaelens.infer.chunked import ResumeError, SamplingStore
+
+    try:
+        info = SamplingStore(folder).settings().get("info", {})
+    except ResumeError as err:
+        raise cli_error(f"--resume: {err}") from None
+    stored = info.get("argv")
+    if not stored or stored[0] != "fit":
+        raise cli_error(f"--resume: {folder} was not written by vaelens fit")
+    return [*stored, "--resume", folder, "--resume-cwd", info.get("cwd", ".")]
 
 
 def fit_lens_from_args(args: argparse.Namespace):
@@ -72,6 +124,7 @@ def fit_lens_from_args(args: argparse.Namespace):
     import jax
 
     from vaelens.infer import fit_lens
+    from vaelens.infer.chunked import ResumeError
     from vaelens.infer.restart import RestartError
 
     if len(args.image) > 1 or len(args.psf) > 1 or args.band_names:
@@ -100,6 +153,8 @@ def fit_lens_from_args(args: argparse.Namespace):
         )
     except RestartError as err:
         raise cli_error(f"--init-from: {err}") from None
+    except ResumeError as err:
+        raise cli_error(f"--resume: {err}") from None
     meta = {
         "command": getattr(args, "command_line", None),
         "image": str(Path(args.image[0]).resolve()),
@@ -166,8 +221,15 @@ def run(args: argparse.Namespace) -> int:
     from vaelens.fit_folder import OutputWriteError, format_summary
     from vaelens.io_results import check_output_dir
 
-    check_output_dir(args.out, force=args.force)
-    fit, meta, truth = fit_lens_from_args(args)
+    if getattr(args, "resume", None):
+        _resolve_resumed(args)
+    else:
+        check_output_dir(args.out, force=args.force)
+    try:
+        fit, meta, truth = fit_lens_from_args(args)
+    except KeyboardInterrupt as exc:
+        _interrupted(args, exc)
+        raise
     try:
         summary = fit.write(args.out, force=args.force, truth=truth, meta=meta)
     except OutputWriteError:
@@ -180,3 +242,26 @@ def run(args: argparse.Namespace) -> int:
         f"{bands}corner.png, trace.png)\n"
     )
     return 0
+
+
+def _resolve_resumed(args: argparse.Namespace) -> None:
+    """A resumed run writes into its own folder and reads its files relative to where it was
+    started."""
+    folder = Path(args.resume).expanduser().absolute()
+    cwd = Path(getattr(args, "resume_cwd", None) or ".")
+    for name in _PATH_OPTIONS:
+        value = getattr(args, name, None)
+        if isinstance(value, str) and not Path(value).expanduser().is_absolute():
+            setattr(args, name, str(cwd / value))
+    args.out = str(folder)
+
+
+def _interrupted(args: argparse.Namespace, exc: KeyboardInterrupt) -> None:
+    """Raise the sampler's interruption (with the folder to resume) for a Ctrl-C in warm-up."""
+    from vaelens.infer.chunked import SamplingInterrupted, SamplingStore
+
+    if isinstance(exc, SamplingInterrupted) or args.method not in ("nuts", "hmc"):
+        return
+    if SamplingStore(args.out).exists():
+        folder = Path(args.out).expanduser().absolute()
+        raise SamplingInterrupted("interrupted in warm-up", folder, 0, args.samples) from None

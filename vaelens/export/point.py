@@ -66,8 +66,11 @@ def posterior_mean(idata, spec) -> dict[str, Any]:
     post = idata.posterior
     names = [n for n in spec.parameter_names() if n in post.data_vars]
     out = {n: float(np.mean(np.asarray(post[n].values, dtype=np.float64))) for n in names}
-    if "source" in post.data_vars:
-        out["source"] = np.asarray(post["source"].values, np.float64).mean(axis=(0, 1))
+    from vaelens.infer.chunked import image_moments
+
+    moments = image_moments(idata, "source")  # per-draw images, or a sampler's moments
+    if moments is not None:
+        out["source"] = moments[0]
     return out
 
 

@@ -83,14 +83,15 @@ def num_observed_of(site: dict) -> jax.Array:
     return jnp.sum(jnp.broadcast_to(mask, shape), dtype=jnp.int32)
 
 
-def _one_draw(model, args, kwargs, latent, key, predictive: bool):
+def _one_draw(model, args, kwargs, latent, key, predictive: bool, exclude=()):
     tr = handlers.trace(handlers.seed(handlers.substitute(model, data=latent), key)).get_trace(
         *args, **kwargs
     )
     det, ll, chi2 = {}, {}, {}
     for name, site in tr.items():
         if site["type"] == "deterministic":
-            det[name] = site["value"]
+            if name not in exclude:
+                det[name] = site["value"]
         elif site["type"] == "sample" and site["is_observed"]:
             ll[name] = site["fn"].log_prob(site["value"])
             chi2[name] = chi2_of(site)
@@ -112,6 +113,7 @@ def evaluate_draws(
     key: jax.Array,
     predictive: bool = False,
     chunk_size: int = 200,
+    exclude: tuple[str, ...] = (),
 ):
     """Deterministic sites, pointwise log-likelihoods, chi^2 and predictive draws.
 
@@ -119,6 +121,8 @@ def evaluate_draws(
     ----------
     latents
         Constrained latent sample sites, each with one leading draw axis ``(n, ...)``.
+    exclude
+        Deterministic sites left out (not computed, not returned).
 
     Returns
     -------
@@ -134,9 +138,9 @@ def evaluate_draws(
         @jax.jit
         def batch(lat, keys, arrays):
             args, kwargs = static.merge(arrays)
-            return jax.vmap(lambda la, k: _one_draw(model, args, kwargs, la, k, predictive))(
-                lat, keys
-            )
+            return jax.vmap(
+                lambda la, k: _one_draw(model, args, kwargs, la, k, predictive, exclude)
+            )(lat, keys)
 
         outs = []
         for start in range(0, n, chunk_size):
@@ -221,6 +225,7 @@ def to_inference_data(
     posterior_predictive: bool = False,
     attrs: Mapping[str, Any] | None = None,
     chunk_size: int = 200,
+    exclude: tuple[str, ...] = (),
 ) -> az.InferenceData:
     """Build an InferenceData from draws of the latent sites.
 
@@ -241,6 +246,9 @@ def to_inference_data(
         Draw each observed site once per draw (``posterior_predictive`` group).
     attrs
         Extra global attributes (timings, seed, method); package versions are always added.
+    exclude
+        Deterministic sites not stored per draw (e.g. ``("source", "model_image")``, whose
+        moments a sampler accumulates instead).
 
     Returns
     -------
@@ -253,7 +261,7 @@ def to_inference_data(
     flat = {k: np.asarray(v).reshape((n, *np.shape(v)[2:])) for k, v in samples.items()}
     det, ll, chi2, pp = evaluate_draws(
         model, model_args, model_kwargs, flat, key=key, predictive=posterior_predictive,
-        chunk_size=chunk_size,
+        chunk_size=chunk_size, exclude=tuple(exclude),
     )
 
     def unflat(a):

@@ -127,11 +127,16 @@ class LensFit:
         The folder is written under a temporary name and renamed when complete; an existing
         folder is replaced only with ``force``. ``truth`` (true parameters of a mock) is drawn
         on the plots and compared in the summary; ``meta`` adds entries to ``summary.json``
-        (e.g. the command line and the input files).
+        (e.g. the command line and the input files). Writing into the fit's own
+        ``checkpoint`` folder replaces it and keeps its ``sampling/`` record.
         """
         from vaelens.fit_folder import write_fit_folder
 
-        return write_fit_folder(path, self, force=force, truth=truth, meta=meta)
+        carry: tuple[str, ...] = ()
+        own = self.settings.get("checkpoint")
+        if own is not None and Path(own) == Path(path).expanduser().resolve():
+            force, carry = True, ("sampling",)  # the folder holds this fit's own chunks
+        return write_fit_folder(path, self, force=force, truth=truth, meta=meta, carry=carry)
 
 
 @contextmanager
@@ -244,6 +249,11 @@ def fit_lens(
     init: LensFit | MAPResult | None = None,
     init_from: str | os.PathLike | Any | None = None,
     progress_bar: bool = True,
+    chunk_size: int = 100,
+    keep_draws: tuple[str, ...] | bool = (),
+    checkpoint: str | os.PathLike | None = None,
+    resume: bool = False,
+    checkpoint_info: dict | None = None,
 ) -> LensFit:
     """Fit a lens image: multi-start MAP, then the posterior by ``method``.
 
@@ -284,6 +294,11 @@ def fit_lens(
         from the lowest-chi^2 draw of each of its chains (at most ``starts``).
     progress_bar
         Show the samplers' progress bars.
+    chunk_size, keep_draws, checkpoint, resume, checkpoint_info
+        NUTS/HMC sampling in chunks (see :func:`vaelens.infer.nuts`): draws per chain and
+        chunk, the image sites stored per draw (by default only the mean and standard
+        deviation of the ``source`` are kept), the folder that receives every finished chunk,
+        and whether to continue the interrupted run recorded there.
 
     Returns
     -------
@@ -351,7 +366,9 @@ def fit_lens(
                 *_model_and_args(data, spec, decoder), key=k_post, init=capped,
                 num_warmup=warmup, num_samples=samples, num_chains=chains,
                 chain_method=chain_method(chains), dense_mass=dense_mass, init_mass=init_mass,
-                progress_bar=progress_bar, log_likelihood=False, **extra,
+                progress_bar=progress_bar, log_likelihood=False, chunk_size=chunk_size,
+                keep_draws=keep_draws, checkpoint=checkpoint, resume=resume,
+                checkpoint_info=checkpoint_info, **extra,
             )
     timings["total"] = time.perf_counter() - t0
     settings = {
@@ -368,6 +385,7 @@ def fit_lens(
         "svi_steps": svi_steps if method == "svi" else None,
         "init": "earlier MAP" if init is not None else None,
         "init_from": _describe(init_from),
+        "checkpoint": _describe(checkpoint) if method in ("nuts", "hmc") else None,
     }
     return LensFit(
         idata=idata, map=res, data=data, spec=spec, decoder=decoder, method=method,

@@ -42,7 +42,8 @@ def reconstruct(idata: Any, var_names: Sequence[str] = ("source", "model_image")
     ----------
     idata
         InferenceData whose posterior holds the deterministic images (``source`` always for a
-        VAE source; ``model_image`` when the model was run with ``save_model_image=True``).
+        VAE source; ``model_image`` when the model was run with ``save_model_image=True``), per
+        draw or as the ``posterior_moments`` a sampler accumulated.
     var_names
         Variables to reconstruct; missing ones are skipped, but at least one must exist.
 
@@ -55,15 +56,17 @@ def reconstruct(idata: Any, var_names: Sequence[str] = ("source", "model_image")
     ValueError
         If none of ``var_names`` is in the posterior.
     """
+    from vaelens.infer.chunked import image_moments
+
     post = idata.posterior
-    present = [n for n in var_names if n in post]
-    if not present:
-        raise ValueError(f"none of {list(var_names)} is in the posterior")
     mean, std = {}, {}
-    for name in present:
-        arr = np.asarray(post[name])
-        flat = arr.reshape((-1, *arr.shape[2:]))
-        mean[name] = flat.mean(axis=0)
-        std[name] = flat.std(axis=0, ddof=1) if flat.shape[0] > 1 else np.zeros_like(flat[0])
     n = int(post.sizes["chain"] * post.sizes["draw"])
+    for name in var_names:
+        moments = image_moments(idata, name)  # per-draw images or accumulated moments
+        if moments is None:
+            continue
+        mean[name], sd, count = moments
+        std[name] = sd * np.sqrt(count / (count - 1)) if count > 1 else np.zeros_like(sd)
+    if not mean:
+        raise ValueError(f"none of {list(var_names)} is in the posterior")
     return Reconstruction(mean, std, n)
