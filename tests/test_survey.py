@@ -174,8 +174,11 @@ def test_batch_parser_has_exactly_the_survey_options():
 
     parser = build_parser()
     sub = next(a for a in parser._actions if a.dest == "command").choices
-    fit_dests = {a.dest for a in sub["fit"]._actions} - {"help", "image", "psf", "out", "force",
-                                                         "precision"}
+    # besides the inputs and output: the band names of a multi-band fit and the checkpoint
+    # controls of one sampling run are not per-object options
+    fit_dests = {a.dest for a in sub["fit"]._actions} - {
+        "help", "image", "psf", "out", "force", "precision", "band_names", "resume",
+        "resume_cwd", "chunk_size", "save_source_draws"}
     batch_dests = {a.dest for a in sub["batch"]._actions}
     assert fit_dests == set(OPTIONS)
     assert set(OPTIONS) <= batch_dests
