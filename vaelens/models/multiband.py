@@ -253,7 +253,7 @@ def simulate_multiband(
     """
     from vaelens.data.image_data import ImageData
     from vaelens.lensing import draw_noise, gaussian_psf
-    from vaelens.models.simulate import _add_raw, default_truth
+    from vaelens.models.simulate import complete_truth
 
     bands = list(bands)
     if not bands:
@@ -262,15 +262,7 @@ def simulate_multiband(
         raise ValueError("the reference (first) band's source_ratio and light_ratio must be 1")
     spec = LensSpec() if spec is None else spec
     key_truth, key_noise = jax.random.split(key)
-    full = default_truth(spec, key_truth)
-    if truth is not None:
-        unknown = set(truth) - set(full) - {"e1_raw", "e2_raw"}
-        if unknown:
-            raise ValueError(f"unknown truth parameters for this spec: {sorted(unknown)}")
-        full.update(truth)
-    _add_raw(full)
-    if spec.source_model == "vae":
-        full["z"] = np.asarray(full["z"], dtype=float)
+    full = complete_truth(spec, key_truth, truth)
     decoder = resolve_decoder(decoder) if spec.source_model == "vae" else decoder
     ref = bands[0].name
     for b in bands[1:]:

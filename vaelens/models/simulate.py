@@ -13,7 +13,7 @@ from vaelens.models.decoder import Decoder, resolve_decoder
 from vaelens.models.lens import LensSpec, lens_components, render_lens
 from vaelens.models.priors import raw_from_ellipticity
 
-__all__ = ["default_truth", "simulate_lens"]
+__all__ = ["complete_truth", "default_truth", "simulate_lens"]
 
 
 def default_truth(spec: LensSpec, key: jax.Array) -> dict[str, Any]:
@@ -79,6 +79,27 @@ def _add_raw(truth: dict[str, Any]) -> None:
             truth[f"{prefix}e1_raw"], truth[f"{prefix}e2_raw"] = float(u1), float(u2)
 
 
+def complete_truth(spec: LensSpec, key: jax.Array, truth: Mapping[str, Any] | None) -> dict:
+    """``truth`` completed by :func:`default_truth` (drawn with ``key``), with the raw
+    ellipticities added and ``z`` as a float array.
+
+    Raises
+    ------
+    ValueError
+        ``truth`` names a parameter the spec does not have.
+    """
+    full = default_truth(spec, key)
+    if truth is not None:
+        unknown = set(truth) - set(full) - {"e1_raw", "e2_raw"}
+        if unknown:
+            raise ValueError(f"unknown truth parameters for this spec: {sorted(unknown)}")
+        full.update(truth)
+    _add_raw(full)
+    if spec.source_model == "vae":
+        full["z"] = np.asarray(full["z"], dtype=float)
+    return full
+
+
 def simulate_lens(
     key: jax.Array,
     spec: LensSpec | None = None,
@@ -129,16 +150,9 @@ def simulate_lens(
 
     spec = LensSpec() if spec is None else spec
     key_truth, key_noise = jax.random.split(key)
-    full = default_truth(spec, key_truth)
-    if truth is not None:
-        unknown = set(truth) - set(full) - {"e1_raw", "e2_raw"}
-        if unknown:
-            raise ValueError(f"unknown truth parameters for this spec: {sorted(unknown)}")
-        full.update(truth)
-    _add_raw(full)
+    full = complete_truth(spec, key_truth, truth)
     if spec.source_model == "vae":
         decoder = resolve_decoder(decoder)
-        full["z"] = np.asarray(full["z"], dtype=float)
 
     grid = PixelGrid(tuple(shape), pixel_scale)
     psf = None if psf_fwhm is None else np.asarray(gaussian_psf(psf_fwhm, pixel_scale, psf_size))
