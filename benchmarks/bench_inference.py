@@ -43,6 +43,7 @@ if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", "")
 import jax
 import jax.numpy as jnp
 import numpy as np
+from bench_decoder import get_decoder
 
 from vaelens.data import hst_like_psf
 from vaelens.data.image_data import ImageData
@@ -53,21 +54,6 @@ from vaelens.models import LensPriors, LensSpec, SourcePriors, lens_model, simul
 LENS = ("theta_E", "gamma", "e1", "e2", "center_x", "center_y", "gamma1", "gamma2")
 RESULTS = Path(__file__).resolve().parent / "results" / "bench_inference.json"
 log = logging.getLogger("bench_inference")
-
-
-def get_decoder():
-    """The pretrained decoder if available, else a random-weight one; and its description."""
-    try:
-        from vaelens.vae import load_pretrained
-
-        return load_pretrained().decoder_function(), "pretrained"
-    except Exception as err:  # noqa: BLE001  (any failure -> documented fallback)
-        from flax import nnx
-
-        from vaelens.vae import VAE, VAEConfig
-
-        log.warning("pretrained VAE unavailable (%s); using random weights", err)
-        return VAE(VAEConfig.default(), rngs=nnx.Rngs(0)).decoder_function(), "random-weight"
 
 
 def make_problem(quick: bool, decoder):

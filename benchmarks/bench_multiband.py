@@ -45,6 +45,7 @@ import jax
 jax.config.update("jax_enable_x64", True)
 
 import numpy as np  # noqa: E402
+from bench_decoder import get_decoder  # noqa: E402
 
 from vaelens.infer import fit_lens, package_versions  # noqa: E402
 from vaelens.models import BandSetup, LensSpec, simulate_multiband  # noqa: E402
@@ -58,22 +59,6 @@ TRUTH = {
     "source_size": 1.6,
     "light_amp": 0.3,
 }
-log = logging.getLogger("bench_multiband")
-
-
-def get_decoder():
-    """The pretrained decoder if available, else a random-weight one; and its description."""
-    try:
-        from vaelens.vae import load_pretrained
-
-        return load_pretrained().decoder_function(), "pretrained"
-    except Exception as err:  # noqa: BLE001  (any failure -> documented fallback)
-        from flax import nnx
-
-        from vaelens.vae import VAE, VAEConfig
-
-        log.warning("pretrained VAE unavailable (%s); using random weights", err)
-        return VAE(VAEConfig.default(), rngs=nnx.Rngs(0)).decoder_function(), "random-weight"
 
 
 def bands(quick: bool) -> list[BandSetup]:
